@@ -1,0 +1,70 @@
+"""Consumer positions kept in PostgreSQL, beside the effects they account for.
+
+A worker never trusts Kafka's committed offsets for correctness: the effects of a batch and
+the position after it commit in one PostgreSQL transaction, and on assignment the worker
+seeks to the stored position (DESIGN.md section 7). Messages below the stored position that
+Kafka still delivers (a redelivery after a crash, a race with the seek) are dropped here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import asyncpg
+
+TopicPartition = tuple[str, int]
+
+
+async def load(
+    conn: asyncpg.Connection, group: str, tps: Iterable[TopicPartition]
+) -> dict[TopicPartition, int]:
+    wanted = list(tps)
+    if not wanted:
+        return {}
+    rows = await conn.fetch(
+        """SELECT topic, partition, next_offset FROM consumer_positions
+           WHERE group_id = $1 AND (topic, partition) IN
+                 (SELECT * FROM unnest($2::text[], $3::int[]))""",
+        group, [t for t, _ in wanted], [p for _, p in wanted],
+    )
+    return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+
+
+async def lock(
+    conn: asyncpg.Connection, group: str, tps: Iterable[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """Read the positions inside the batch transaction, locking their rows.
+
+    Two workers that both believe they own a partition (a zombie after a rebalance)
+    serialise here; the second sees the first's position and drops what it already wrote.
+    """
+    wanted = sorted(set(tps))
+    await conn.executemany(
+        """INSERT INTO consumer_positions (group_id, topic, partition, next_offset)
+           VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING""",
+        [(group, t, p) for t, p in wanted],
+    )
+    rows = await conn.fetch(
+        """SELECT topic, partition, next_offset FROM consumer_positions
+           WHERE group_id = $1 AND (topic, partition) IN
+                 (SELECT * FROM unnest($2::text[], $3::int[]))
+           ORDER BY topic, partition FOR UPDATE""",
+        group, [t for t, _ in wanted], [p for _, p in wanted],
+    )
+    return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+
+
+async def advance(
+    conn: asyncpg.Connection,
+    group: str,
+    before: Mapping[TopicPartition, int],
+    after: Mapping[TopicPartition, int],
+) -> None:
+    for tp, next_offset in after.items():
+        # Offsets only move forward; a smaller one would mean the batch logic is wrong.
+        assert next_offset >= before.get(tp, 0), (tp, before.get(tp), next_offset)
+    await conn.executemany(
+        """UPDATE consumer_positions SET next_offset = $4, updated_at = now()
+           WHERE group_id = $1 AND topic = $2 AND partition = $3""",
+        [(group, t, p, off) for (t, p), off in after.items()],
+    )

@@ -1,0 +1,226 @@
+"""Apache Kafka, single node in KRaft mode, from the jars Maven Central serves.
+
+`stack/pom.xml` names the broker's artifacts; `mvn dependency:copy-dependencies` copies
+them into `<stack_dir>/kafka/libs` once (a stamp holds the pom's hash, so a changed pom
+fetches again). The storage is formatted on first start and kept, so a warm start only
+launches the JVM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import re
+import subprocess
+import uuid
+from pathlib import Path
+
+from schemas.settings import Settings
+
+from .common import (
+    StackError,
+    port_open,
+    read_pid,
+    require_binary,
+    run,
+    terminate,
+    wait_until,
+)
+
+POM = Path(__file__).with_name("pom.xml")
+# Every stream the system consumes or produces; the processors issue adds its internal ones.
+STREAMS = ("sales", "surveys", "trainings", "partners", "commands", "deadletters")
+
+_LOG4J = """\
+log4j.rootLogger=INFO, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka=INFO
+log4j.logger.org.apache.kafka=INFO
+log4j.logger.kafka.request.logger=WARN
+log4j.logger.state.change.logger=WARN
+"""
+
+
+class KafkaPaths:
+    def __init__(self, settings: Settings) -> None:
+        self.root = Path(settings.stack_dir) / "kafka"
+        self.libs = self.root / "libs"
+        self.stamp = self.libs / ".pom-sha256"
+        self.data = self.root / "data"
+        self.config = self.root / "server.properties"
+        self.log4j = self.root / "log4j.properties"
+        self.log = self.root / "kafka.log"
+        self.pid = self.root / "kafka.pid"
+
+
+def _server_properties(settings: Settings, paths: KafkaPaths) -> str:
+    port, ctl = settings.kafka_port, settings.kafka_controller_port
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{ctl}",
+            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{ctl}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"log.dirs={paths.data}",
+            f"num.partitions={settings.topic_partitions}",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=6",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            # Topics are created on purpose (stack up, test fixtures, faust's own), never
+            # by a typo in a producer.
+            "auto.create.topics.enable=false",
+            "log.retention.hours=-1",
+            "",
+        ]
+    )
+
+
+def fetch_jars(paths: KafkaPaths) -> None:
+    pom_hash = hashlib.sha256(POM.read_bytes()).hexdigest()
+    if paths.stamp.exists() and paths.stamp.read_text().strip() == pom_hash:
+        return
+    require_binary("java", "Install a JDK 17 (Debian: apt-get install openjdk-17-jdk-headless).")
+    mvn = require_binary("mvn", "Install Maven (Debian: apt-get install maven).")
+    paths.libs.mkdir(parents=True, exist_ok=True)
+    run(
+        [
+            mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+            "-DincludeScope=runtime", f"-DoutputDirectory={paths.libs}",
+        ],
+        what="fetching Kafka's jars from Maven Central",
+    )
+    paths.stamp.write_text(pom_hash)
+
+
+def _java_cmd(paths: KafkaPaths, main: str, *args: str, heap_mb: int = 256) -> list[str]:
+    java = require_binary("java", "Install a JDK 17 (Debian: apt-get install openjdk-17-jdk-headless).")
+    return [
+        java, f"-Xmx{heap_mb}m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+        f"-Dlog4j.configuration=file:{paths.log4j}",
+        "-cp", f"{paths.libs}/*", main, *args,
+    ]
+
+
+def format_storage(settings: Settings, paths: KafkaPaths) -> None:
+    paths.config.write_text(_server_properties(settings, paths))
+    paths.log4j.write_text(_LOG4J)
+    if (paths.data / "meta.properties").exists():
+        return
+    if paths.data.exists() and any(paths.data.iterdir()):
+        raise StackError(
+            f"Kafka's data folder {paths.data} has files but no meta.properties: it is not a "
+            "formatted KRaft log. Remove it (`incentives stack reset kafka`) and start again."
+        )
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    run(
+        _java_cmd(paths, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                  "-c", str(paths.config)),
+        what="formatting Kafka's storage",
+    )
+
+
+def up(settings: Settings) -> str:
+    paths = KafkaPaths(settings)
+    if read_pid(paths.pid) is not None and port_open(settings.kafka_port):
+        _wait_ready(settings, paths, alive=lambda: True)
+        return f"Kafka already running (pid {read_pid(paths.pid)})"
+    for port in (settings.kafka_port, settings.kafka_controller_port):
+        if port_open(port):
+            raise StackError(
+                f"port {port} on 127.0.0.1 is in use by another process, so Kafka cannot "
+                "listen there. Stop that process or choose other ports with "
+                "INCENTIVES_KAFKA_PORT / INCENTIVES_KAFKA_CONTROLLER_PORT."
+            )
+    paths.root.mkdir(parents=True, exist_ok=True)
+    fetch_jars(paths)
+    format_storage(settings, paths)
+    log = paths.log.open("ab")
+    proc = subprocess.Popen(
+        _java_cmd(paths, "kafka.Kafka", str(paths.config), heap_mb=settings.kafka_heap_mb),
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    paths.pid.write_text(str(proc.pid))
+    _wait_ready(settings, paths, alive=lambda: proc.poll() is None)
+    asyncio.run(ensure_topics(settings, STREAMS))
+    return f"Kafka started (pid {proc.pid}) on {settings.bootstrap}"
+
+
+def _wait_ready(settings: Settings, paths: KafkaPaths, *, alive: object) -> None:
+    def ready() -> bool:
+        return port_open(settings.kafka_port) and asyncio.run(_answers(settings))
+
+    wait_until(
+        ready, timeout_s=settings.start_timeout_s, what=f"Kafka on {settings.bootstrap}",
+        log=paths.log, alive=alive,  # type: ignore[arg-type]
+    )
+
+
+async def _answers(settings: Settings) -> bool:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=3000)
+    try:
+        await admin.start()
+        await admin.list_topics()
+        return True
+    except Exception:
+        return False
+    finally:
+        await admin.close()
+
+
+async def ensure_topics(settings: Settings, streams: tuple[str, ...] | list[str]) -> None:
+    """Create the streams' topics that are missing; existing ones are left as they are."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [settings.topic(s) for s in streams if settings.topic(s) not in existing]
+        if missing:
+            await admin.create_topics(
+                [NewTopic(t, settings.topic_partitions, 1) for t in missing]
+            )
+    finally:
+        await admin.close()
+
+
+def down(settings: Settings) -> str:
+    paths = KafkaPaths(settings)
+    pid = read_pid(paths.pid)
+    if pid is None:
+        return "Kafka not running"
+    terminate(pid, timeout_s=60)
+    paths.pid.unlink(missing_ok=True)
+    return f"Kafka stopped (pid {pid})"
+
+
+def status(settings: Settings) -> str:
+    paths = KafkaPaths(settings)
+    pid = read_pid(paths.pid)
+    answers = port_open(settings.kafka_port) and asyncio.run(_answers(settings))
+    version = broker_version(paths)
+    state = "answering" if answers else "not answering"
+    who = f"pid {pid}" if pid else "no pid of ours"
+    return f"Kafka {version or '?'} on {settings.bootstrap}: {state} ({who}); log {paths.log}"
+
+
+def broker_version(paths: KafkaPaths) -> str | None:
+    """The version the broker printed at its last start-up ("Kafka version: 3.9.1")."""
+    try:
+        text = paths.log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    found = re.findall(r"Kafka version: (\S+)", text)
+    return found[-1] if found else None

@@ -1,0 +1,214 @@
+"""PostgreSQL from the machine's server binaries, in a data folder of the project.
+
+PostgreSQL refuses to run as root, and sessions and CI run as root, so when we are root
+the server binaries run as the unprivileged `postgres` user and the data folder is owned
+by it. Authentication is `trust` on loopback only: this is a development stack; production
+points `pg_dsn` at a managed server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+from pathlib import Path
+
+from schemas.settings import Settings
+
+from .common import StackError, port_open, run, wait_until
+
+SERVER_USER = "postgres"
+
+
+class PgPaths:
+    def __init__(self, settings: Settings) -> None:
+        self.root = Path(settings.stack_dir) / "pg"
+        self.data = self.root / "data"
+        self.run = self.root / "run"
+        self.log = self.root / "postgres.log"
+
+
+def bin_dir() -> Path:
+    """The newest PostgreSQL server binaries: /usr/lib/postgresql/<v>/bin, else PATH."""
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
+        key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0,
+    )
+    if candidates:
+        return Path(candidates[-1]).parent
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).parent
+    raise StackError(
+        "PostgreSQL server binaries (initdb, pg_ctl) were not found in /usr/lib/postgresql/*/bin "
+        "nor on PATH. Install them (Debian: apt-get install postgresql-15)."
+    )
+
+
+def _as_server_user(cmd: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return cmd
+    try:
+        pwd.getpwnam(SERVER_USER)
+    except KeyError:
+        raise StackError(
+            "running as root, and PostgreSQL refuses root: the unprivileged user "
+            f"`{SERVER_USER}` is needed to own and run the server (apt-get install postgresql-15 "
+            "creates it, or `useradd --system postgres`)."
+        ) from None
+    return ["runuser", "-u", SERVER_USER, "--", *cmd]
+
+
+def _prepare_folder(paths: PgPaths) -> None:
+    paths.root.mkdir(parents=True, exist_ok=True)
+    paths.run.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        return
+    user = pwd.getpwnam(SERVER_USER)
+    for path in (paths.root, paths.run, *([paths.data] if paths.data.exists() else [])):
+        os.chown(path, user.pw_uid, user.pw_gid)
+    # The server user must be able to reach the project-local folder through every parent.
+    probe = subprocess.run(
+        _as_server_user(["test", "-w", str(paths.root)]), capture_output=True, check=False
+    )
+    if probe.returncode != 0:
+        raise StackError(
+            f"the `{SERVER_USER}` user cannot reach {paths.root}: a parent folder is not "
+            "searchable by others. Run `chmod o+x` on the parents, or set INCENTIVES_STACK_DIR "
+            "to a folder it can reach."
+        )
+
+
+def init_cluster(paths: PgPaths) -> None:
+    if (paths.data / "PG_VERSION").exists():
+        return
+    if paths.data.exists() and any(paths.data.iterdir()):
+        raise StackError(
+            f"PostgreSQL's data folder {paths.data} has files but no PG_VERSION: it is not a "
+            "cluster. Remove it (`incentives stack reset postgres`) and start again."
+        )
+    run(
+        _as_server_user([
+            str(bin_dir() / "initdb"), "-D", str(paths.data), "-U", "postgres",
+            "--auth=trust", "--encoding=UTF8", "--no-locale",
+        ]),
+        what="initialising the PostgreSQL cluster",
+    )
+
+
+def up(settings: Settings) -> str:
+    paths = PgPaths(settings)
+    if _running(paths):
+        wait_until(lambda: asyncio.run(_answers(settings, "postgres")), timeout_s=30,
+                   what="PostgreSQL", log=paths.log)
+        asyncio.run(create_database(settings))
+        return f"PostgreSQL already running on 127.0.0.1:{settings.pg_port}"
+    if port_open(settings.pg_port):
+        raise StackError(
+            f"port {settings.pg_port} on 127.0.0.1 is in use by another process, so PostgreSQL "
+            "cannot listen there. Stop it or choose another port with INCENTIVES_PG_PORT."
+        )
+    _prepare_folder(paths)
+    init_cluster(paths)
+    options = (
+        f"-p {settings.pg_port} -c listen_addresses=127.0.0.1 "
+        f"-c unix_socket_directories={paths.run} -c max_connections=200"
+    )
+    proc = subprocess.run(
+        _as_server_user([
+            str(bin_dir() / "pg_ctl"), "-D", str(paths.data), "-l", str(paths.log),
+            "-o", options, "-w", "-t", str(settings.start_timeout_s), "start",
+        ]),
+        capture_output=True, text=True, check=False,
+    )
+    if proc.returncode != 0:
+        raise StackError(
+            f"PostgreSQL did not start (pg_ctl exit {proc.returncode}): "
+            f"{(proc.stdout + proc.stderr).strip()}\nsee its log {paths.log}"
+        )
+    wait_until(lambda: asyncio.run(_answers(settings, "postgres")),
+               timeout_s=settings.start_timeout_s, what="PostgreSQL", log=paths.log)
+    asyncio.run(create_database(settings))
+    return f"PostgreSQL started on 127.0.0.1:{settings.pg_port}"
+
+
+def _running(paths: PgPaths) -> bool:
+    if not (paths.data / "postmaster.pid").exists():
+        return False
+    proc = subprocess.run(
+        _as_server_user([str(bin_dir() / "pg_ctl"), "-D", str(paths.data), "status"]),
+        capture_output=True, check=False,
+    )
+    return proc.returncode == 0
+
+
+def admin_dsn(settings: Settings, database: str) -> str:
+    return f"postgresql://postgres@127.0.0.1:{settings.pg_port}/{database}"
+
+
+async def _answers(settings: Settings, database: str) -> bool:
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(admin_dsn(settings, database), timeout=3)
+    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+        return False
+    await conn.close()
+    return True
+
+
+async def create_database(settings: Settings) -> None:
+    """Create the project's database if missing and bring its schema up to date."""
+    import asyncpg
+
+    from ledger.migrate import migrate
+
+    conn = await asyncpg.connect(admin_dsn(settings, "postgres"))
+    try:
+        exists = await conn.fetchval(
+            "SELECT 1 FROM pg_database WHERE datname = $1", settings.pg_database
+        )
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{settings.pg_database}"')
+    finally:
+        await conn.close()
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+
+
+def down(settings: Settings) -> str:
+    paths = PgPaths(settings)
+    if not _running(paths):
+        return "PostgreSQL not running"
+    run(
+        _as_server_user([str(bin_dir() / "pg_ctl"), "-D", str(paths.data), "-m", "fast",
+                         "-w", "stop"]),
+        what="stopping PostgreSQL",
+    )
+    return "PostgreSQL stopped"
+
+
+def status(settings: Settings) -> str:
+    paths = PgPaths(settings)
+    version = asyncio.run(server_version(settings))
+    state = f"answering, server_version {version}" if version else "not answering"
+    return f"PostgreSQL on 127.0.0.1:{settings.pg_port}: {state}; log {paths.log}"
+
+
+async def server_version(settings: Settings) -> str | None:
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(admin_dsn(settings, "postgres"), timeout=3)
+    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+        return None
+    try:
+        return str(await conn.fetchval("SHOW server_version"))
+    finally:
+        await conn.close()
