@@ -29,7 +29,7 @@ def _stack(settings: Settings, args: argparse.Namespace) -> int:
         for name, path in stack.logs(settings).items():
             print(f"==> {name}: {path}")
             text = path.read_text(errors="replace").splitlines() if path.exists() else []
-            print("\n".join(text[-args.lines:]))
+            print("\n".join(text[-args.lines :]))
         return 0
     print("\n".join(lines))
     return 0
@@ -67,9 +67,31 @@ def _smoke(settings: Settings, args: argparse.Namespace) -> int:
         worker.wait(timeout=60)
     elapsed = time.monotonic() - started
     ok = rows == distinct == args.messages
-    print(f"{rows} rows, {distinct} distinct, {args.messages} published in {elapsed:.1f}s: "
-          + ("exactly once" if ok else "MISMATCH"))
+    print(
+        f"{rows} rows, {distinct} distinct, {args.messages} published in {elapsed:.1f}s: "
+        + ("exactly once" if ok else "MISMATCH")
+    )
     return 0 if ok else 1
+
+
+def _init(settings: Settings, args: argparse.Namespace) -> int:
+    """Bring an external database's schema and the Kafka topics up to date."""
+    import asyncpg
+
+    from ledger.migrate import migrate
+    from stack.kafka import STREAMS, ensure_topics
+
+    async def run() -> list[int]:
+        conn = await asyncpg.connect(settings.dsn)
+        try:
+            return await migrate(conn)
+        finally:
+            await conn.close()
+
+    applied = asyncio.run(run())
+    asyncio.run(ensure_topics(settings, STREAMS))
+    print(f"migrations applied: {applied or 'none (up to date)'}; topics ensured: {STREAMS}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("service", nargs="?", default="", help="for reset: kafka or postgres")
     p.add_argument("--lines", type=int, default=40, help="for logs: lines per service")
     p.set_defaults(handler=_stack)
+
+    p = sub.add_parser("init", help="apply migrations and create topics (external services)")
+    p.set_defaults(handler=_init)
+
+    p = sub.add_parser("demo", help="the whole system on the local stack")
+    p.add_argument("--messages", type=int, default=10_000)
+    p.set_defaults(handler=_smoke)
 
     p = sub.add_parser("smoke", help="exactly-once smoke flow through Kafka and PostgreSQL")
     p.add_argument("--messages", type=int, default=10_000)

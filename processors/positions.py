@@ -25,7 +25,9 @@ async def load(
         """SELECT topic, partition, next_offset FROM consumer_positions
            WHERE group_id = $1 AND (topic, partition) IN
                  (SELECT * FROM unnest($2::text[], $3::int[]))""",
-        group, [t for t, _ in wanted], [p for _, p in wanted],
+        group,
+        [t for t, _ in wanted],
+        [p for _, p in wanted],
     )
     return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
 
@@ -49,7 +51,9 @@ async def lock(
            WHERE group_id = $1 AND (topic, partition) IN
                  (SELECT * FROM unnest($2::text[], $3::int[]))
            ORDER BY topic, partition FOR UPDATE""",
-        group, [t for t, _ in wanted], [p for _, p in wanted],
+        group,
+        [t for t, _ in wanted],
+        [p for _, p in wanted],
     )
     return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
 

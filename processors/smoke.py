@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -62,8 +61,11 @@ def build_app(settings: Settings, topic_name: str, group: str) -> faust.App:
             stored = await positions.load(conn, group, mine)
         # seek_wait runs the seek on faust's consumer thread; aiokafka is not thread-safe,
         # and a plain seek from here races the fetcher.
-        seeks = {tp: stored[(tp.topic, tp.partition)] for tp in assigned
-                 if stored.get((tp.topic, tp.partition), 0) > 0}
+        seeks = {
+            tp: stored[(tp.topic, tp.partition)]
+            for tp in assigned
+            if stored.get((tp.topic, tp.partition), 0) > 0
+        }
         if seeks:
             await app.consumer.seek_wait(seeks)
 
@@ -95,7 +97,8 @@ async def write_batch(pool: asyncpg.Pool, group: str, events: Sequence[Any]) -> 
                 after[tp] = msg.offset + 1
         if rows:
             await conn.copy_records_to_table(
-                "smoke_deliveries", records=rows,
+                "smoke_deliveries",
+                records=rows,
                 columns=["topic", "partition", "offset", "key", "value"],
             )
             await positions.advance(conn, group, before, after)
@@ -104,7 +107,9 @@ async def write_batch(pool: asyncpg.Pool, group: str, events: Sequence[Any]) -> 
 
 async def publish(settings: Settings, topic: str, count: int, partners: int = 50) -> None:
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap, acks="all", enable_idempotence=True,
+        bootstrap_servers=settings.bootstrap,
+        acks="all",
+        enable_idempotence=True,
         linger_ms=5,
     )
     await producer.start()
@@ -127,24 +132,33 @@ async def delivered(dsn: str, topic: str) -> tuple[int, int]:
     try:
         row = await conn.fetchrow(
             "SELECT count(*) AS n, count(DISTINCT value) AS d FROM smoke_deliveries "
-            "WHERE topic = $1", topic,
+            "WHERE topic = $1",
+            topic,
         )
         return int(row["n"]), int(row["d"])
     finally:
         await conn.close()
 
 
-def start_worker(settings: Settings, topic: str, group: str, log_path: str) -> subprocess.Popen[bytes]:
+def start_worker(
+    settings: Settings, topic: str, group: str, log_path: str
+) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
-    env.update({
-        "INCENTIVES_KAFKA_BOOTSTRAP": settings.bootstrap,
-        "INCENTIVES_PG_DSN": settings.dsn,
-    })
-    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed with it.
-    return subprocess.Popen(
-        [sys.executable, "-m", "processors.smoke", "worker", topic, group],
-        env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    env.update(
+        {
+            "INCENTIVES_KAFKA_BOOTSTRAP": settings.bootstrap,
+            "INCENTIVES_PG_DSN": settings.dsn,
+        }
     )
+    # The child gets its own copy of the descriptor; ours is closed straight away.
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "processors.smoke", "worker", topic, group],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
 
 
 async def wait_for_rows(dsn: str, topic: str, at_least: int, timeout_s: float) -> int:
@@ -170,5 +184,3 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
-
-

@@ -93,8 +93,14 @@ def fetch_jars(paths: KafkaPaths) -> None:
     paths.libs.mkdir(parents=True, exist_ok=True)
     run(
         [
-            mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-            "-DincludeScope=runtime", f"-DoutputDirectory={paths.libs}",
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={paths.libs}",
         ],
         what="fetching Kafka's jars from Maven Central",
     )
@@ -102,11 +108,19 @@ def fetch_jars(paths: KafkaPaths) -> None:
 
 
 def _java_cmd(paths: KafkaPaths, main: str, *args: str, heap_mb: int = 256) -> list[str]:
-    java = require_binary("java", "Install a JDK 17 (Debian: apt-get install openjdk-17-jdk-headless).")
+    java = require_binary(
+        "java", "Install a JDK 17 (Debian: apt-get install openjdk-17-jdk-headless)."
+    )
     return [
-        java, f"-Xmx{heap_mb}m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+        java,
+        f"-Xmx{heap_mb}m",
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
         f"-Dlog4j.configuration=file:{paths.log4j}",
-        "-cp", f"{paths.libs}/*", main, *args,
+        "-cp",
+        f"{paths.libs}/*",
+        main,
+        *args,
     ]
 
 
@@ -122,8 +136,9 @@ def format_storage(settings: Settings, paths: KafkaPaths) -> None:
         )
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
     run(
-        _java_cmd(paths, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                  "-c", str(paths.config)),
+        _java_cmd(
+            paths, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(paths.config)
+        ),
         what="formatting Kafka's storage",
     )
 
@@ -146,7 +161,9 @@ def up(settings: Settings) -> str:
     log = paths.log.open("ab")
     proc = subprocess.Popen(
         _java_cmd(paths, "kafka.Kafka", str(paths.config), heap_mb=settings.kafka_heap_mb),
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
     paths.pid.write_text(str(proc.pid))
@@ -160,8 +177,11 @@ def _wait_ready(settings: Settings, paths: KafkaPaths, *, alive: object) -> None
         return port_open(settings.kafka_port) and asyncio.run(_answers(settings))
 
     wait_until(
-        ready, timeout_s=settings.start_timeout_s, what=f"Kafka on {settings.bootstrap}",
-        log=paths.log, alive=alive,  # type: ignore[arg-type]
+        ready,
+        timeout_s=settings.start_timeout_s,
+        what=f"Kafka on {settings.bootstrap}",
+        log=paths.log,
+        alive=alive,  # type: ignore[arg-type]
     )
 
 
@@ -189,9 +209,7 @@ async def ensure_topics(settings: Settings, streams: tuple[str, ...] | list[str]
         existing = set(await admin.list_topics())
         missing = [settings.topic(s) for s in streams if settings.topic(s) not in existing]
         if missing:
-            await admin.create_topics(
-                [NewTopic(t, settings.topic_partitions, 1) for t in missing]
-            )
+            await admin.create_topics([NewTopic(t, settings.topic_partitions, 1) for t in missing])
     finally:
         await admin.close()
 

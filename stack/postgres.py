@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import glob
+import hashlib
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -25,17 +27,50 @@ SERVER_USER = "postgres"
 
 class PgPaths:
     def __init__(self, settings: Settings) -> None:
-        self.root = Path(settings.stack_dir) / "pg"
+        self.root = _pg_root(Path(settings.stack_dir))
         self.data = self.root / "data"
         self.run = self.root / "run"
         self.log = self.root / "postgres.log"
+        self._settings = settings
+
+    @property
+    def bin(self) -> Path:
+        return bin_dir(self._settings)
 
 
-def bin_dir() -> Path:
-    """The newest PostgreSQL server binaries: /usr/lib/postgresql/<v>/bin, else PATH."""
+def _pg_root(stack_dir: Path) -> Path:
+    """`<stack_dir>/pg`, unless the server user could not reach it.
+
+    As root we hand the data folder to `postgres`, which must be able to search every
+    parent folder. A checkout under a private folder (mode 0700, as `mktemp -d` makes)
+    does not allow that; then the data lives in a folder named after the project's path
+    under /var/tmp instead, the same one every time, and `stack status` shows where.
+    """
+    local = stack_dir / "pg"
+    if os.geteuid() != 0:
+        return local
+    for parent in stack_dir.resolve().parents:
+        if parent.exists() and not parent.stat().st_mode & stat.S_IXOTH:
+            digest = hashlib.sha256(str(stack_dir.resolve()).encode()).hexdigest()[:12]
+            return Path("/var/tmp") / f"incentives-pg-{digest}"
+    return local
+
+
+def bin_dir(settings: Settings) -> Path:
+    """The PostgreSQL server binaries: the configured folder, else the newest installed."""
+    if settings.pg_bin_dir:
+        folder = Path(settings.pg_bin_dir)
+        if not (folder / "pg_ctl").exists():
+            raise StackError(
+                f"pg_bin_dir {folder} has no pg_ctl: point INCENTIVES_PG_BIN_DIR at the folder "
+                "holding PostgreSQL's server binaries (initdb, pg_ctl)."
+            )
+        return folder
     candidates = sorted(
         glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
-        key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0,
+        key=lambda p: (
+            int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0
+        ),
     )
     if candidates:
         return Path(candidates[-1]).parent
@@ -48,17 +83,21 @@ def bin_dir() -> Path:
     )
 
 
-def _as_server_user(cmd: list[str]) -> list[str]:
-    if os.geteuid() != 0:
-        return cmd
+def _server_account() -> pwd.struct_passwd:
     try:
-        pwd.getpwnam(SERVER_USER)
+        return pwd.getpwnam(SERVER_USER)
     except KeyError:
         raise StackError(
             "running as root, and PostgreSQL refuses root: the unprivileged user "
-            f"`{SERVER_USER}` is needed to own and run the server (apt-get install postgresql-15 "
-            "creates it, or `useradd --system postgres`)."
+            f"`{SERVER_USER}` is needed to own and run the server (apt-get install "
+            "postgresql-15 creates it, or `useradd --system postgres`)."
         ) from None
+
+
+def _as_server_user(cmd: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return cmd
+    _server_account()
     return ["runuser", "-u", SERVER_USER, "--", *cmd]
 
 
@@ -67,19 +106,9 @@ def _prepare_folder(paths: PgPaths) -> None:
     paths.run.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
         return
-    user = pwd.getpwnam(SERVER_USER)
+    user = _server_account()
     for path in (paths.root, paths.run, *([paths.data] if paths.data.exists() else [])):
         os.chown(path, user.pw_uid, user.pw_gid)
-    # The server user must be able to reach the project-local folder through every parent.
-    probe = subprocess.run(
-        _as_server_user(["test", "-w", str(paths.root)]), capture_output=True, check=False
-    )
-    if probe.returncode != 0:
-        raise StackError(
-            f"the `{SERVER_USER}` user cannot reach {paths.root}: a parent folder is not "
-            "searchable by others. Run `chmod o+x` on the parents, or set INCENTIVES_STACK_DIR "
-            "to a folder it can reach."
-        )
 
 
 def init_cluster(paths: PgPaths) -> None:
@@ -91,10 +120,18 @@ def init_cluster(paths: PgPaths) -> None:
             "cluster. Remove it (`incentives stack reset postgres`) and start again."
         )
     run(
-        _as_server_user([
-            str(bin_dir() / "initdb"), "-D", str(paths.data), "-U", "postgres",
-            "--auth=trust", "--encoding=UTF8", "--no-locale",
-        ]),
+        _as_server_user(
+            [
+                str(paths.bin / "initdb"),
+                "-D",
+                str(paths.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-locale",
+            ]
+        ),
         what="initialising the PostgreSQL cluster",
     )
 
@@ -102,8 +139,12 @@ def init_cluster(paths: PgPaths) -> None:
 def up(settings: Settings) -> str:
     paths = PgPaths(settings)
     if _running(paths):
-        wait_until(lambda: asyncio.run(_answers(settings, "postgres")), timeout_s=30,
-                   what="PostgreSQL", log=paths.log)
+        wait_until(
+            lambda: asyncio.run(_answers(settings, "postgres")),
+            timeout_s=30,
+            what="PostgreSQL",
+            log=paths.log,
+        )
         asyncio.run(create_database(settings))
         return f"PostgreSQL already running on 127.0.0.1:{settings.pg_port}"
     if port_open(settings.pg_port):
@@ -118,19 +159,36 @@ def up(settings: Settings) -> str:
         f"-c unix_socket_directories={paths.run} -c max_connections=200"
     )
     proc = subprocess.run(
-        _as_server_user([
-            str(bin_dir() / "pg_ctl"), "-D", str(paths.data), "-l", str(paths.log),
-            "-o", options, "-w", "-t", str(settings.start_timeout_s), "start",
-        ]),
-        capture_output=True, text=True, check=False,
+        _as_server_user(
+            [
+                str(paths.bin / "pg_ctl"),
+                "-D",
+                str(paths.data),
+                "-l",
+                str(paths.log),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                str(settings.start_timeout_s),
+                "start",
+            ]
+        ),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if proc.returncode != 0:
         raise StackError(
             f"PostgreSQL did not start (pg_ctl exit {proc.returncode}): "
             f"{(proc.stdout + proc.stderr).strip()}\nsee its log {paths.log}"
         )
-    wait_until(lambda: asyncio.run(_answers(settings, "postgres")),
-               timeout_s=settings.start_timeout_s, what="PostgreSQL", log=paths.log)
+    wait_until(
+        lambda: asyncio.run(_answers(settings, "postgres")),
+        timeout_s=settings.start_timeout_s,
+        what="PostgreSQL",
+        log=paths.log,
+    )
     asyncio.run(create_database(settings))
     return f"PostgreSQL started on 127.0.0.1:{settings.pg_port}"
 
@@ -139,8 +197,9 @@ def _running(paths: PgPaths) -> bool:
     if not (paths.data / "postmaster.pid").exists():
         return False
     proc = subprocess.run(
-        _as_server_user([str(bin_dir() / "pg_ctl"), "-D", str(paths.data), "status"]),
-        capture_output=True, check=False,
+        _as_server_user([str(paths.bin / "pg_ctl"), "-D", str(paths.data), "status"]),
+        capture_output=True,
+        check=False,
     )
     return proc.returncode == 0
 
@@ -154,7 +213,7 @@ async def _answers(settings: Settings, database: str) -> bool:
 
     try:
         conn = await asyncpg.connect(admin_dsn(settings, database), timeout=3)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+    except (TimeoutError, OSError, asyncpg.PostgresError):
         return False
     await conn.close()
     return True
@@ -187,8 +246,9 @@ def down(settings: Settings) -> str:
     if not _running(paths):
         return "PostgreSQL not running"
     run(
-        _as_server_user([str(bin_dir() / "pg_ctl"), "-D", str(paths.data), "-m", "fast",
-                         "-w", "stop"]),
+        _as_server_user(
+            [str(paths.bin / "pg_ctl"), "-D", str(paths.data), "-m", "fast", "-w", "stop"]
+        ),
         what="stopping PostgreSQL",
     )
     return "PostgreSQL stopped"
@@ -198,7 +258,9 @@ def status(settings: Settings) -> str:
     paths = PgPaths(settings)
     version = asyncio.run(server_version(settings))
     state = f"answering, server_version {version}" if version else "not answering"
-    return f"PostgreSQL on 127.0.0.1:{settings.pg_port}: {state}; log {paths.log}"
+    return (
+        f"PostgreSQL on 127.0.0.1:{settings.pg_port}: {state}; data {paths.data}; log {paths.log}"
+    )
 
 
 async def server_version(settings: Settings) -> str | None:
@@ -206,7 +268,7 @@ async def server_version(settings: Settings) -> str | None:
 
     try:
         conn = await asyncpg.connect(admin_dsn(settings, "postgres"), timeout=3)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+    except (TimeoutError, OSError, asyncpg.PostgresError):
         return None
     try:
         return str(await conn.fetchval("SHOW server_version"))

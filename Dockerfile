@@ -1,0 +1,10 @@
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY ledger ledger
+COPY processors processors
+COPY projections projections
+COPY schemas schemas
+COPY stack stack
+COPY programs programs
+RUN pip install --no-cache-dir .

@@ -1,0 +1,89 @@
+"""Shared fixtures. Pure tests need none of these; integration tests get the real stack.
+
+The stack is started once per test session (or reused if it already runs). If it cannot
+start, every test that needs it fails with the stack's own error: nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from schemas.settings import Settings, load_settings
+
+TEMPLATE_DB = "incentives_test_template"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.path).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def stack_settings() -> Iterator[Settings]:
+    import asyncio
+
+    import stack
+
+    settings = load_settings()
+    stack.up(settings)
+    asyncio.run(_make_template(settings))
+    yield settings
+
+
+async def _make_template(settings: Settings) -> None:
+    """A migrated database that each test's database is copied from (fast and clean)."""
+    import asyncpg
+
+    from ledger.migrate import migrate
+    from stack.postgres import admin_dsn
+
+    admin = await asyncpg.connect(admin_dsn(settings, "postgres"))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(admin_dsn(settings, TEMPLATE_DB))
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def settings(stack_settings: Settings) -> AsyncIterator[Settings]:
+    """Settings for one test: its own database (from the template) and its own topics."""
+    import asyncpg
+
+    from stack.kafka import STREAMS, ensure_topics
+    from stack.postgres import admin_dsn
+
+    tag = uuid.uuid4().hex[:10]
+    database = f"t_{tag}"
+    admin = await asyncpg.connect(admin_dsn(stack_settings, "postgres"))
+    await admin.execute(f'CREATE DATABASE "{database}" TEMPLATE "{TEMPLATE_DB}"')
+    test_settings = msgspec.structs.replace(
+        stack_settings,
+        pg_database=database,
+        pg_dsn=admin_dsn(stack_settings, database),
+        topic_prefix=f"t{tag}.",
+        consumer_group=f"g{tag}",
+    )
+    await ensure_topics(test_settings, STREAMS)
+    try:
+        yield test_settings
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+def project_root() -> Path:
+    return Path(__file__).resolve().parent.parent
