@@ -33,6 +33,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     kafka_bootstrap: str = ""
     pg_port: int = 55432
     pg_database: str = "incentives"
+    # Empty means the newest /usr/lib/postgresql/<v>/bin, else pg_ctl's folder on PATH.
+    pg_bin_dir: str = ""
     # Empty means "the local stack's server": postgresql://postgres@127.0.0.1:<pg_port>/<db>.
     pg_dsn: str = ""
     # Physical topic name = topic_prefix + logical stream name (sales, surveys, ...).
@@ -57,9 +59,7 @@ class SettingsError(Exception):
     """A settings file or variable could not be used; the message names which and why."""
 
 
-def load_settings(
-    environ: Mapping[str, str] | None = None, **overrides: Any
-) -> Settings:
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     path = env.get("INCENTIVES_SETTINGS")
