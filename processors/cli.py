@@ -127,9 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"incentives: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
+        from ledger.migrate import MigrationError
         from stack import StackError
 
-        if isinstance(exc, StackError):
+        if isinstance(exc, StackError | MigrationError):
             print(f"incentives: {exc}", file=sys.stderr)
             return 1
         raise

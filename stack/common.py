@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -102,3 +103,16 @@ def run(cmd: list[str], *, what: str, cwd: Path | None = None) -> str:
         output = (proc.stdout + proc.stderr).strip()
         raise StackError(f"{what} failed (exit {proc.returncode}): {' '.join(cmd)}\n{output}")
     return proc.stdout
+
+
+def spawn_detached(cmd: list[str], *, log: Path) -> int:
+    """Start a long-lived service outside our process tree and return its pid.
+
+    The shell backgrounds the service and exits at once, so the service is adopted by init:
+    it outlives this command, and we hold no child handle or open log file for it.
+    """
+    script = f"{shlex.join(cmd)} >> {shlex.quote(str(log))} 2>&1 < /dev/null & echo $!"
+    out = subprocess.run(
+        ["sh", "-c", script], capture_output=True, text=True, check=True, start_new_session=True
+    )
+    return int(out.stdout.strip())

@@ -12,18 +12,20 @@ import asyncio
 import base64
 import hashlib
 import re
-import subprocess
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from schemas.settings import Settings
 
 from .common import (
     StackError,
+    pid_alive,
     port_open,
     read_pid,
     require_binary,
     run,
+    spawn_detached,
     terminate,
     wait_until,
 )
@@ -158,21 +160,17 @@ def up(settings: Settings) -> str:
     paths.root.mkdir(parents=True, exist_ok=True)
     fetch_jars(paths)
     format_storage(settings, paths)
-    log = paths.log.open("ab")
-    proc = subprocess.Popen(
+    pid = spawn_detached(
         _java_cmd(paths, "kafka.Kafka", str(paths.config), heap_mb=settings.kafka_heap_mb),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
+        log=paths.log,
     )
-    paths.pid.write_text(str(proc.pid))
-    _wait_ready(settings, paths, alive=lambda: proc.poll() is None)
+    paths.pid.write_text(str(pid))
+    _wait_ready(settings, paths, alive=lambda: pid_alive(pid))
     asyncio.run(ensure_topics(settings, STREAMS))
-    return f"Kafka started (pid {proc.pid}) on {settings.bootstrap}"
+    return f"Kafka started (pid {pid}) on {settings.bootstrap}"
 
 
-def _wait_ready(settings: Settings, paths: KafkaPaths, *, alive: object) -> None:
+def _wait_ready(settings: Settings, paths: KafkaPaths, *, alive: Callable[[], bool]) -> None:
     def ready() -> bool:
         return port_open(settings.kafka_port) and asyncio.run(_answers(settings))
 
@@ -181,7 +179,7 @@ def _wait_ready(settings: Settings, paths: KafkaPaths, *, alive: object) -> None
         timeout_s=settings.start_timeout_s,
         what=f"Kafka on {settings.bootstrap}",
         log=paths.log,
-        alive=alive,  # type: ignore[arg-type]
+        alive=alive,
     )
 
 
