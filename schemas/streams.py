@@ -17,14 +17,7 @@ import msgspec
 
 from schemas.commands import (
     COMMAND_TYPES,
-    AdjustBalance,
-    ApproveClaim,
-    ClaimFunds,
-    ClosePeriod,
     Command,
-    RecordPayout,
-    RedeemPoints,
-    RejectClaim,
 )
 from schemas.events import (
     EVENT_TYPES,
@@ -100,16 +93,7 @@ STREAMS: Mapping[str, Stream] = MappingProxyType(
             _stream(SURVEYS, SurveyCompleted),
             _stream(TRAININGS, TrainingCompleted),
             _stream(PARTNERS, PartnerRegistered, PartnerUpdated),
-            _stream(
-                COMMANDS,
-                ClosePeriod,
-                RecordPayout,
-                RedeemPoints,
-                AdjustBalance,
-                ClaimFunds,
-                ApproveClaim,
-                RejectClaim,
-            ),
+            _stream(COMMANDS, *COMMAND_TYPES),
         )
     }
 )
