@@ -1,0 +1,181 @@
+"""Deterministic sample traffic for the demo, the fault suite and the benchmarks.
+
+`generate(partners=..., sales=..., seed=...)` returns the messages that upstream systems
+would publish in the first quarter of 2026 for the example program
+(`programs/example-channel-2026.yaml`): partner registrations, sales over four product
+categories, returns (partial and full), satisfaction surveys, training completions, and
+the close of each month (March's also closes the quarter). The same arguments give the
+same messages, byte for byte, so a reference ledger computed offline from them can be
+compared with what the live system produced.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+NAMESPACE = uuid.UUID("5b0c7d0e-4f7e-5c53-9a53-7f1b1f0e9a21")
+START = dt.datetime(2026, 1, 2, 8, 0, tzinfo=dt.UTC)
+QUARTER_DAYS = 88  # Sales fall between 2 January and 31 March.
+REGIONS = ("DE", "AT", "CH", "FR", "NL", "SE", "NO", "DK", "ES", "IT")
+TEAMS = ("north", "south", "east", "west")
+KINDS = ("distributor", "reseller", "reseller", "agent")
+# (category, unit price range in cents)
+CATALOGUE = (
+    ("hardware", 20_000, 900_000),
+    ("software", 5_000, 400_000),
+    ("services", 50_000, 1_500_000),
+    ("support", 2_500, 2_500),
+)
+COURSES = ("NET-101", "NET-201", "SEC-301", "CLOUD-110", "SALES-050")
+CERTIFIED = {"NET-201": "Certified Network Installer", "SEC-301": "Certified Security Pro"}
+Message = dict[str, Any]
+
+
+def _id(*parts: object) -> str:
+    return str(uuid.uuid5(NAMESPACE, ":".join(str(p) for p in parts)))
+
+
+def _at(moment: dt.datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def partner_ids(partners: int) -> list[str]:
+    return [f"P-{n:05d}" for n in range(1, partners + 1)]
+
+
+def generate(*, partners: int = 50, sales: int = 2_000, seed: int = 2026) -> list[Message]:
+    """Messages in event-time order (ties broken by generation order)."""
+    rng = random.Random(seed)
+    timed: list[tuple[dt.datetime, int, Message]] = []
+    for message in _messages(rng, partner_ids(partners), sales):
+        at = dt.datetime.fromisoformat(message["occurred_at"].replace("Z", "+00:00"))
+        timed.append((at, len(timed), message))
+    timed.sort(key=lambda item: (item[0], item[1]))
+    return [message for _, _, message in timed]
+
+
+def _messages(rng: random.Random, ids: list[str], sales: int) -> Iterator[Message]:
+    for n, pid in enumerate(ids):
+        # Registered from October 2025 on, so some partners have three months of tenure.
+        joined = dt.date(2025, 10, 1) + dt.timedelta(days=rng.randrange(0, 120))
+        yield {
+            "type": "PartnerRegistered",
+            "event_id": _id("reg", pid),
+            "occurred_at": _at(START - dt.timedelta(days=1, minutes=n)),
+            "partner_id": pid,
+            "kind": KINDS[n % len(KINDS)],
+            "region": rng.choice(REGIONS),
+            "team": TEAMS[n % len(TEAMS)],
+            "joined_on": joined.isoformat(),
+            "status": "active",
+        }
+    orders: list[tuple[str, Message]] = []
+    for n in range(sales):
+        pid = ids[min(int(rng.paretovariate(1.3)) - 1, len(ids) - 1) if n % 3 else n % len(ids)]
+        at = START + dt.timedelta(minutes=rng.randrange(0, QUARTER_DAYS * 24 * 60))
+        sale = _sale(rng, pid, n, at)
+        orders.append((pid, sale))
+        yield sale
+    for n, (pid, sale) in enumerate(rng.sample(orders, k=len(orders) // 20)):
+        yield _reversal(rng, pid, n, sale)
+    for n in range(max(1, sales // 4)):
+        pid = rng.choice(ids)
+        at = START + dt.timedelta(minutes=rng.randrange(0, QUARTER_DAYS * 24 * 60))
+        yield {
+            "type": "SurveyCompleted",
+            "event_id": _id("survey", n),
+            "occurred_at": _at(at),
+            "partner_id": pid,
+            "survey_id": f"CSAT-{n:06d}",
+            "customer_id": f"C-{rng.randrange(10_000):05d}",
+            "score": rng.choices((1, 2, 3, 4, 5), weights=(1, 2, 4, 8, 6))[0],
+            "scale": "csat_1_5",
+        }
+    for n in range(max(1, sales // 10)):
+        pid, course = rng.choice(ids), rng.choice(COURSES)
+        at = START + dt.timedelta(minutes=rng.randrange(0, QUARTER_DAYS * 24 * 60))
+        training: Message = {
+            "type": "TrainingCompleted",
+            "event_id": _id("training", pid, course),
+            "occurred_at": _at(at + dt.timedelta(seconds=n)),
+            "partner_id": pid,
+            "course_id": course,
+            "passed": rng.random() < 0.85,
+        }
+        if course in CERTIFIED:
+            training["certification"] = CERTIFIED[course]
+        yield training
+    for month in ("2026-01", "2026-02", "2026-03"):
+        first = dt.date.fromisoformat(month + "-01")
+        next_month = (first + dt.timedelta(days=32)).replace(day=1)
+        # Closing March also closes the quarter: a close names the month a period ends with.
+        yield _close(month, dt.datetime.combine(next_month, dt.time(1), dt.UTC))
+
+
+def _sale(rng: random.Random, pid: str, n: int, at: dt.datetime) -> Message:
+    lines = []
+    for line_no in range(1, rng.choice((1, 1, 2, 3)) + 1):
+        category, low, high = rng.choice(CATALOGUE)
+        quantity = rng.randrange(1, 6)
+        price = low if low == high else rng.randrange(low, high, 100)
+        lines.append(
+            {
+                "line_id": str(line_no),
+                "sku": f"SKU-{category[:3].upper()}-{rng.randrange(100):03d}",
+                "category": category,
+                "quantity": quantity,
+                "net_amount": quantity * price,
+            }
+        )
+    return {
+        "type": "SaleRecorded",
+        "event_id": _id("sale", n),
+        "occurred_at": _at(at),
+        "partner_id": pid,
+        "order_id": f"SO-{n:07d}",
+        "lines": lines,
+        "currency": "EUR",
+        "customer_id": f"C-{rng.randrange(10_000):05d}",
+        "new_customer": rng.random() < 0.15,
+        "region": rng.choice(REGIONS),
+    }
+
+
+def _reversal(rng: random.Random, pid: str, n: int, sale: Message) -> Message:
+    at = dt.datetime.fromisoformat(sale["occurred_at"].replace("Z", "+00:00"))
+    base: Message = {
+        "type": "SaleReversed",
+        "event_id": _id("reversal", sale["order_id"]),
+        "occurred_at": _at(at + dt.timedelta(days=rng.randrange(1, 20))),
+        "partner_id": pid,
+        "order_id": sale["order_id"],
+        "reversal_id": f"RMA-{n:06d}",
+        "currency": "EUR",
+        "reason": "customer return",
+    }
+    line = sale["lines"][0]
+    if line["quantity"] > 1 and rng.random() < 0.6:
+        unit = line["net_amount"] // line["quantity"]
+        base.update(
+            scope="partial",
+            lines=[
+                {"line_id": line["line_id"], "quantity": 1, "net_amount": unit},
+            ],
+        )
+    else:
+        base["scope"] = "full"
+    return base
+
+
+def _close(period: str, at: dt.datetime) -> Message:
+    return {
+        "type": "ClosePeriod",
+        "event_id": _id("close", period),
+        "occurred_at": _at(at),
+        "partner_id": "*",
+        "period": period,
+    }
