@@ -1,0 +1,309 @@
+"""Building drafts: postings for each kind of movement, kept in step with the state.
+
+``Book`` collects the drafts of one engine call. Every movement goes through one of its
+methods, which builds the ``Draft`` (ids come from ``ledger.core``), folds its partner
+postings into ``PartnerState.available``/``pending``, and keeps holds, lots, rule counters
+and this call's budget spend in step. Caps and the budget cut an award here, in one place,
+and say so in the explanation.
+"""
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+from typing import Final
+
+from ledger import core
+from ledger.core import Draft, Explanation, InputValue, Posting, RecordKind
+from processors.engine.compiled import CompiledProgram, CompiledRule
+from processors.engine.periods import add_months, day_of
+from processors.engine.state import Hold, Lot, PartnerState, counter_key
+
+# Program spend so far per (program id, version), in minor units of the program currency:
+# currency awards net of clawbacks, plus the unit cost of non-cash awards. The processor
+# keeps it (from the spend projection) and adds ``spend_of`` of each result.
+Budgets = Mapping[tuple[str, int], int]
+ProgramKey = tuple[str, int]  # (program id, version)
+NO_SPEND: Final[Budgets] = {}
+
+
+class Book:
+    def __init__(
+        self,
+        state: PartnerState,
+        source_event_id: uuid.UUID,
+        occurred_at: dt.datetime,
+        recorded_at: dt.datetime,
+        budgets: Budgets = NO_SPEND,
+        spent: dict[tuple[str, int], int] | None = None,
+    ) -> None:
+        self.state = state
+        self.partner_id = state.partner_id
+        self.source_event_id = source_event_id
+        self.occurred_at = occurred_at
+        self.recorded_at = recorded_at
+        self.budgets = budgets
+        # Shared between the books of one period close, so the budget spans all partners.
+        self.spent: dict[tuple[str, int], int] = {} if spent is None else spent
+        self.drafts: list[Draft] = []
+
+    # ------------------------------------------------------------------ the primitive
+
+    def record(
+        self,
+        kind: RecordKind,
+        program: ProgramKey | None,
+        rule_id: str | None,
+        leg: str,
+        postings: list[Posting],
+        explanation: Explanation,
+        occurred_at: dt.datetime | None = None,
+        source_event_ids: tuple[uuid.UUID, ...] = (),
+    ) -> Draft:
+        draft = Draft(
+            partner_id=self.partner_id,
+            kind=kind,
+            occurred_at=occurred_at or self.occurred_at,
+            recorded_at=self.recorded_at,
+            source_event_ids=source_event_ids or (self.source_event_id,),
+            leg=leg,
+            explanation=explanation,
+            postings=tuple(p for p in postings if p.amount != 0),
+            program_id=None if program is None else program[0],
+            program_version=None if program is None else program[1],
+            rule_id=rule_id,
+        )
+        self._fold(draft)
+        self.drafts.append(draft)
+        return draft
+
+    def _fold(self, draft: Draft) -> None:
+        pending = core.partner_pending(self.partner_id)
+        available = core.partner_available(self.partner_id)
+        for p in draft.postings:
+            if p.account == pending:
+                self.state.pending[p.asset] = self.state.pending.get(p.asset, 0) + p.amount
+            elif p.account == available:
+                self.state.available[p.asset] = self.state.available.get(p.asset, 0) + p.amount
+            elif (
+                draft.program_id is not None
+                and draft.program_version is not None
+                and p.account == core.program_expense(draft.program_id)
+                and core.asset_kind(p.asset) is core.AssetKind.CURRENCY
+            ):
+                key = (draft.program_id, draft.program_version)
+                self.spent[key] = self.spent.get(key, 0) - p.amount
+
+    # ------------------------------------------------------------------ budget and caps
+
+    def budget_left(self, cp: CompiledProgram) -> int | None:
+        budget = cp.program.budget
+        if budget is None:
+            return None
+        return budget - self.budgets.get(cp.key, 0) - self.spent.get(cp.key, 0)
+
+    def limit(
+        self,
+        cp: CompiledProgram,
+        cr: CompiledRule,
+        period: str,
+        amount: int,
+        inputs: dict[str, InputValue],
+        budget_cost: int | None = None,
+    ) -> int:
+        """``amount`` cut to the rule's cap and the program budget; notes any cut in inputs.
+
+        ``budget_cost`` is what the award costs the budget when it is not the amount itself
+        (a non-cash award's unit cost); such an award is granted whole or not at all.
+        """
+        if cr.cap is not None:
+            used = self.state.counters.get(counter_key(cp.program_id, cr.rule.id, period), 0)
+            room = max(cr.cap - used, 0)
+            if amount > room:
+                inputs.update(cap=cr.cap, cap_used_before=used, cut_by_cap=amount - room)
+                amount = room
+        left = self.budget_left(cp)
+        if left is not None and amount > 0:
+            if budget_cost is not None:
+                if budget_cost > left:
+                    inputs.update(budget_left=max(left, 0), cut_by_budget=amount)
+                    return 0
+            elif cr.asset == cp.currency and amount > left:
+                inputs.update(budget_left=max(left, 0), cut_by_budget=amount - max(left, 0))
+                amount = max(left, 0)
+        return amount
+
+    # ------------------------------------------------------------------ movements
+
+    def accrue(
+        self,
+        cp: CompiledProgram,
+        cr: CompiledRule,
+        period: str,
+        leg: str,
+        amount: int,
+        explanation: Explanation,
+        budget_cost: int = 0,
+    ) -> Draft:
+        """Program expense -> partner, pending when the rule holds, counted for caps."""
+        assert amount > 0 and cr.asset is not None, (amount, cr.rule.id)
+        asset = cr.asset
+        target = core.partner_pending if cr.hold_days else core.partner_available
+        draft = self.record(
+            RecordKind.ACCRUAL,
+            cp.key,
+            cr.rule.id,
+            leg,
+            [
+                Posting(core.program_expense(cp.program_id), asset, -amount),
+                Posting(target(self.partner_id), asset, amount),
+            ],
+            explanation,
+        )
+        if budget_cost:
+            self.spent[cp.key] = self.spent.get(cp.key, 0) + budget_cost
+        key = counter_key(cp.program_id, cr.rule.id, period)
+        self.state.counters[key] = self.state.counters.get(key, 0) + amount
+        expiry = lot_expiry_months(cp, asset)
+        if cr.hold_days:
+            self.state.holds.append(
+                Hold(
+                    record_id=draft.record_id,
+                    source_event_id=draft.source_event_ids[0],
+                    leg=leg,
+                    program_id=cp.program_id,
+                    version=cp.version,
+                    rule_id=cr.rule.id,
+                    asset=asset,
+                    left=amount,
+                    release_at=draft.occurred_at + dt.timedelta(days=cr.hold_days),
+                    lot_expiry_months=expiry,
+                )
+            )
+        elif expiry is not None:
+            self.add_lot(draft, asset, amount, expiry)
+        return draft
+
+    def add_lot(self, draft: Draft, asset: str, amount: int, expiry_months: int) -> None:
+        assert draft.program_id is not None and draft.program_version is not None
+        day = day_of(draft.occurred_at)
+        self.state.lots.append(
+            Lot(
+                record_id=draft.record_id,
+                source_event_id=draft.source_event_ids[0],
+                leg=draft.leg,
+                program_id=draft.program_id,
+                version=draft.program_version,
+                rule_id=draft.rule_id,
+                asset=asset,
+                left=amount,
+                available_on=day,
+                expires_on=add_months(day, expiry_months),
+            )
+        )
+        self.state.lots.sort(key=lambda lot: (lot.expires_on, str(lot.record_id)))
+
+    def take_back(
+        self,
+        kind: RecordKind,
+        program: ProgramKey,
+        rule_id: str,
+        leg: str,
+        asset: str,
+        amount: int,
+        explanation: Explanation,
+        hold_record: uuid.UUID | None = None,
+        to_account: str | None = None,
+        source_event_ids: tuple[uuid.UUID, ...] = (),
+    ) -> Draft:
+        """Partner -> program (a clawback or a penalty): from the named hold while it still
+        holds something, the rest from available (which may go negative)."""
+        assert amount > 0, amount
+        from_pending = 0
+        if hold_record is not None:
+            hold = next((h for h in self.state.holds if h.record_id == hold_record), None)
+            if hold is not None:
+                from_pending = min(amount, hold.left)
+                hold.left -= from_pending
+                if hold.left == 0:
+                    self.state.holds.remove(hold)
+        from_available = amount - from_pending
+        if from_available:
+            consume_lots(self.state, asset, from_available)
+        account = to_account or core.program_expense(program[0])
+        return self.record(
+            kind,
+            program,
+            rule_id,
+            leg,
+            [
+                Posting(core.partner_pending(self.partner_id), asset, -from_pending),
+                Posting(core.partner_available(self.partner_id), asset, -from_available),
+                Posting(account, asset, amount),
+            ],
+            explanation,
+            source_event_ids=source_event_ids,
+        )
+
+    def spend_available(
+        self,
+        kind: RecordKind,
+        program: ProgramKey | None,
+        rule_id: str | None,
+        leg: str,
+        asset: str,
+        amount: int,
+        to_account: str,
+        explanation: Explanation,
+    ) -> Draft:
+        """Partner available -> a system account (payout, redemption, adjustment down)."""
+        consume_lots(self.state, asset, amount)
+        return self.record(
+            kind,
+            program,
+            rule_id,
+            leg,
+            [
+                Posting(core.partner_available(self.partner_id), asset, -amount),
+                Posting(to_account, asset, amount),
+            ],
+            explanation,
+        )
+
+
+def lot_expiry_months(cp: CompiledProgram, asset: str) -> int | None:
+    """Months until units of ``asset`` expire once available; None: they do not."""
+    if asset == cp.points_asset and cp.points_rule is not None:
+        return cp.points_rule.expiry_months
+    if asset == cp.mdf_asset and cp.mdf_rule is not None:
+        return cp.mdf_rule.expiry_months
+    return None
+
+
+def consume_lots(state: PartnerState, asset: str, amount: int) -> None:
+    """Spend expiring units first, those expiring soonest first (best for the partner)."""
+    for lot in state.lots:
+        if amount == 0:
+            break
+        if lot.asset != asset or lot.left == 0:
+            continue
+        used = min(lot.left, amount)
+        lot.left -= used
+        amount -= used
+    state.lots = [lot for lot in state.lots if lot.left > 0]
+
+
+def spend_of(drafts: list[Draft], cp: CompiledProgram) -> int:
+    """What ``drafts`` cost the budget of ``cp`` in program currency (clawbacks count
+    negative); non-cash awards count their ``unit_cost``. Add it to ``Budgets``."""
+    expense = core.program_expense(cp.program_id)
+    total = 0
+    for draft in drafts:
+        if (draft.program_id, draft.program_version) != cp.key:
+            continue
+        for p in draft.postings:
+            if p.account == expense and p.asset == cp.currency:
+                total -= p.amount
+        cost = draft.explanation.inputs.get("budget_cost")
+        if isinstance(cost, int) and not isinstance(cost, bool):
+            total += cost
+    return total

@@ -1,0 +1,151 @@
+"""Period close: the awards that need a whole period, and tier demotions.
+
+``close_period("2026-03", program, states)`` closes the month 2026-03 for one program
+version, and with it every period of a rule that ends with that month (the quarter
+2026-Q1 for quarterly rules; the year only in December). It is a pure function of the
+partners' states:
+
+- Ids: every record's source event is the close id, ``uuid5(CLOSE_NAMESPACE,
+  "close:<program_id>:<version>:<YYYY-MM>")``, so closing twice from the same states
+  yields identical records, and the ledger skips them as known.
+- The returned states mark the close (``PartnerState.closed``); a partner already marked
+  gets nothing more and its state is returned unchanged, so feeding a close its own output
+  is harmless. Values for comparisons (rankings, pools) still use every state given.
+- Records are dated at the period end (00:00 UTC of the next day); holds start there.
+- Late events: a sale after the close still earns its per-sale rewards and counts in its
+  month's facts, but closed period awards are final and are not recomputed.
+- Tiers: at the end of the program's own period, a partner below its tier's criteria
+  counts one period below; after ``grace_periods`` of them it moves down to the highest
+  tier it qualifies for. Upgrades found at the close are applied too.
+- Budget: ``budgets`` is spend so far (see ``book.Budgets``); ``close.awards`` says how
+  ``stop`` and ``prorate`` cut the awards of the close.
+"""
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+from typing import Final
+
+import msgspec
+
+from ledger.core import Draft, Explanation, RecordKind
+from processors.engine.book import NO_SPEND, Book, Budgets
+from processors.engine.close.awards import Award, cap, fit_budget
+from processors.engine.close.competitions import pool_share, ranking, team_competition
+from processors.engine.close.context import Close
+from processors.engine.close.multiplier import multipliers
+from processors.engine.close.rebates import non_cash_award, volume_rebate
+from processors.engine.compiled import CompiledProgram, CompiledRule
+from processors.engine.periods import ends_with_month, month_start, period_last_day, start_of_day
+from processors.engine.state import PartnerState, copy_state
+from processors.engine.tiers import period_end
+from schemas.programs import (
+    NonCashAwardRule,
+    PoolShareRule,
+    RankingRule,
+    TeamCompetitionRule,
+    VolumeRebateRule,
+)
+from schemas.programs import Period as PeriodKind
+
+CLOSE_NAMESPACE: Final = uuid.UUID("4d3b8a57-1f0e-5c6b-9a7d-2e8f0c1b3a90")
+
+
+class CloseResult(msgspec.Struct, frozen=True, kw_only=True):
+    """Drafts per partner (only partners with records), and every partner's new state."""
+
+    drafts: dict[str, list[Draft]]
+    states: dict[str, PartnerState]
+
+
+def close_id(program: CompiledProgram, period: str) -> uuid.UUID:
+    return uuid.uuid5(CLOSE_NAMESPACE, f"close:{program.program_id}:{program.version}:{period}")
+
+
+def close_key(program: CompiledProgram, period: str) -> str:
+    return f"{program.program_id}|{program.version}|{period}"
+
+
+def close_period(
+    period: str,
+    program: CompiledProgram,
+    states: Mapping[str, PartnerState],
+    *,
+    budgets: Budgets = NO_SPEND,
+    recorded_at: dt.datetime | None = None,
+) -> CloseResult:
+    month = month_start(period)
+    last_day = period_last_day(PeriodKind.MONTH, month)
+    at = start_of_day(last_day + dt.timedelta(days=1))
+    out = {pid: copy_state(states[pid]) for pid in sorted(states)}
+    if not program.effective_on(last_day):
+        return CloseResult(drafts={}, states=out)
+    key = close_key(program, period)
+    ctx = Close(program, last_day, out)
+    awards = [a for a in _awards(ctx, out) if key not in out[a.partner_id].closed]
+    fit_budget(program, awards, budgets.get(program.key, 0))
+    source = close_id(program, period)
+    spent: dict[tuple[str, int], int] = {}
+    drafts: dict[str, list[Draft]] = {}
+    for pid, state in out.items():
+        if key in state.closed:
+            continue
+        book = Book(state, source, at, recorded_at or at, budgets, spent)
+        _post(book, program, [a for a in awards if a.partner_id == pid], ctx)
+        if ends_with_month(program.program.period, last_day):
+            period_end(book, program, last_day)
+        state.closed.append(key)
+        if book.drafts:
+            drafts[pid] = book.drafts
+    return CloseResult(drafts=drafts, states=out)
+
+
+def _awards(ctx: Close, states: Mapping[str, PartnerState]) -> list[Award]:
+    awards: list[Award] = []
+    for cr in ctx.cp.rules:
+        if not ctx.ends(cr):
+            continue
+        made = _rule_awards(ctx, cr)
+        for award in made:
+            cap(award, states[award.partner_id], ctx.cp, ctx.period_key(cr))
+        awards += made
+    return awards + multipliers(ctx, awards)
+
+
+def _rule_awards(ctx: Close, cr: CompiledRule) -> list[Award]:
+    rule = cr.rule
+    if isinstance(rule, VolumeRebateRule):
+        return volume_rebate(ctx, cr, rule)
+    if isinstance(rule, RankingRule):
+        return ranking(ctx, cr, rule)
+    if isinstance(rule, TeamCompetitionRule):
+        return team_competition(ctx, cr, rule)
+    if isinstance(rule, PoolShareRule):
+        return pool_share(ctx, cr, rule)
+    if isinstance(rule, NonCashAwardRule):
+        return non_cash_award(ctx, cr, rule)
+    return []
+
+
+def _post(book: Book, cp: CompiledProgram, awards: list[Award], ctx: Close) -> None:
+    made: dict[str, uuid.UUID] = {}
+    for a in awards:
+        period = ctx.period_key(a.rule)
+        inputs = dict(a.inputs)
+        inputs["amount"] = a.amount
+        if a.unit_cost and a.amount > 0:
+            inputs["budget_cost"] = a.budget_cost
+        explanation = Explanation(summary=a.summary, formula=a.formula, inputs=inputs,
+                                  rounding=a.rounding)
+        if a.amount > 0:
+            rule = a.rule._replace(asset=a.asset, hold_days=a.hold_days)
+            draft = book.accrue(cp, rule, period, a.leg, a.amount, explanation,
+                                budget_cost=a.budget_cost)
+            made[a.rule_id] = draft.record_id
+        elif a.amount < 0:
+            target = str(a.inputs.get("target_rule", ""))
+            book.take_back(RecordKind.CLAWBACK, cp.key, a.rule_id, a.leg, a.asset, -a.amount,
+                           explanation, hold_record=made.get(target))
+
+
+__all__ = ["CLOSE_NAMESPACE", "CloseResult", "close_id", "close_key", "close_period"]

@@ -1,0 +1,47 @@
+"""What the engine returns: drafts and the new state, or a typed refusal."""
+
+import enum
+
+import msgspec
+
+from ledger.core import Draft
+from processors.engine.state import PartnerState
+
+
+class RefusalCode(enum.StrEnum):
+    """Why an event or command was not applied. Event refusals use the codes of
+    ``schemas.events.RejectCode`` (the processor dead-letters them with the same code)."""
+
+    UNKNOWN_ORDER = "unknown_order"
+    REVERSAL_EXCEEDS_SALE = "reversal_exceeds_sale"
+    CURRENCY_MISMATCH = "currency_mismatch"
+    DUPLICATE_ORDER = "duplicate_order"
+    INSUFFICIENT_BALANCE = "insufficient_balance"
+    UNKNOWN_ASSET = "unknown_asset"
+    AMBIGUOUS_ASSET = "ambiguous_asset"
+    UNKNOWN_REWARD = "unknown_reward"
+    WRONG_POINTS = "wrong_points"
+    NO_PROGRAM = "no_program"
+    UNKNOWN_CLAIM = "unknown_claim"
+    DUPLICATE_CLAIM = "duplicate_claim"
+
+
+class Refusal(msgspec.Struct, frozen=True, kw_only=True):
+    """An expected failure: what was expected and what came, at ``path`` in the message."""
+
+    code: RefusalCode
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message} ({self.code})"
+
+
+class Result(msgspec.Struct, frozen=True, kw_only=True):
+    """Drafts to append to the partner's chain, and the state to store with them.
+
+    A refused input has no drafts and the state it was given (unchanged)."""
+
+    drafts: list[Draft]
+    state: PartnerState
+    refusal: Refusal | None = None

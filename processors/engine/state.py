@@ -1,0 +1,220 @@
+"""What the engine remembers about one partner between events: ``PartnerState``.
+
+The state is a msgspec Struct, stored as JSON in ``partner_state.state`` next to the chain
+head, and written in the same transaction as the records it led to. It holds only what the
+rules need and is bounded in time (see ``prune``):
+
+- ``profile``: kind, region, team, joined_on and status, from PartnerRegistered/Updated.
+- ``months``: per calendar month, the facts every metric is built from (net sales and units
+  by currency and category, new customers, surveys by scale, certifications, and when the
+  last sale or new customer happened, for the ``reached_first`` tie-break). Quarters and
+  years are sums of months, so one set of counters serves every period kind.
+- ``tiers``: the current tier per program id, since when, and how many period ends in a row
+  it has been below its criteria (for grace).
+- ``orders``: every sale line with what it earned per rule (``Earning``), so a reversal takes
+  back exactly that, at the rates it was earned at, whatever the tier or program is now.
+- ``counters``: what each rule paid per period (``program|rule|period``), net of clawbacks:
+  cap usage and the base of satisfaction multipliers.
+- ``holds``: pending rewards with their release time; ``lots``: points and fund units with
+  their expiry; ``available``/``pending``: the partner's balances per ledger asset, which
+  payouts and redemptions are checked against.
+- ``thresholds``, ``customers``, ``rewarded``, ``courses``, ``certifications``: what was
+  already paid or counted once.
+- ``claims``: fund claims awaiting finance; ``closed``: periods already settled.
+
+Pruning (``prune``, run by ``due``): months older than ``MONTHS_KEPT`` (the longest tier
+window is 36 months), counters and closed-period marks of periods before last year, and
+orders ``ORDER_RETENTION_DAYS`` after the sale or after their last clawback deadline,
+whichever is later. A reversal of a pruned order is refused as an unknown order.
+"""
+
+import datetime as dt
+import uuid
+from typing import Final
+
+import msgspec
+
+from processors.engine.periods import add_months, month_key
+
+MONTHS_KEPT: Final = 37
+ORDER_RETENTION_DAYS: Final = 3 * 366
+
+
+class Profile(msgspec.Struct, kw_only=True):
+    kind: str
+    region: str
+    joined_on: dt.date
+    status: str
+    team: str | None = None
+
+
+class SurveyAgg(msgspec.Struct, kw_only=True):
+    count: int = 0
+    score_sum: int = 0
+
+
+class MonthAgg(msgspec.Struct, kw_only=True):
+    """Facts of one calendar month. Net amounts may be negative (returns exceed sales)."""
+
+    net: dict[str, dict[str, int]] = {}  # currency -> category -> net minor units
+    units: dict[str, dict[str, int]] = {}  # currency -> category -> units sold - returned
+    new_customers: int = 0
+    surveys: dict[str, SurveyAgg] = {}  # scale name -> count and sum of scores
+    last_sale_at: dt.datetime | None = None
+    last_new_customer_at: dt.datetime | None = None
+
+
+class TierState(msgspec.Struct, kw_only=True):
+    tier: str
+    since: dt.datetime
+    below_periods: int = 0  # consecutive period ends below the criteria of ``tier``
+
+
+class Earning(msgspec.Struct, kw_only=True):
+    """What one rule paid for one sale line (or one order, or one period): what may be
+    clawed back, and how to apportion a partial reversal."""
+
+    program_id: str
+    version: int
+    rule_id: str
+    asset: str
+    earned: int  # as paid, after caps and budget
+    left: int  # not yet clawed back
+    record_id: uuid.UUID
+    period: str  # the counter period it was counted in
+    clawback_until: dt.datetime | None  # None: no time limit
+    basis: str = "amount"  # "amount", "quantity" (per unit), "order" or "threshold"
+    formula: str = ""  # how it was computed, repeated in the clawback's explanation
+    # Orders and thresholds: the level below which the reward is taken back, and for a
+    # threshold what it measures (the rule's metric, categories and period kind).
+    level: int = 0
+    metric: str = ""
+    categories: list[str] = []
+    period_kind: str = ""
+    currency: str = ""
+    # Thresholds: what later periods reversed of this period's sales, in the metric's unit.
+    returned_later: int = 0
+
+
+class LineState(msgspec.Struct, kw_only=True):
+    line_id: str
+    category: str
+    quantity: int
+    net_amount: int
+    quantity_left: int
+    amount_left: int
+    earnings: list[Earning] = []
+
+
+class OrderState(msgspec.Struct, kw_only=True):
+    order_id: str
+    event_id: uuid.UUID
+    occurred_at: dt.datetime
+    customer_id: str
+    currency: str
+    lines: dict[str, LineState]
+    earnings: list[Earning] = []  # per-order rewards (new customer)
+    keep_until: dt.date
+
+
+class Hold(msgspec.Struct, kw_only=True):
+    record_id: uuid.UUID  # the accrual that put the amount on hold
+    source_event_id: uuid.UUID
+    leg: str
+    program_id: str
+    version: int
+    rule_id: str
+    asset: str
+    left: int
+    release_at: dt.datetime
+    lot_expiry_months: int | None = None  # points and funds start a lot when released
+
+
+class Lot(msgspec.Struct, kw_only=True):
+    """Units of an expiring asset (points, funds) that became available on one day."""
+
+    record_id: uuid.UUID  # the record that made them available
+    source_event_id: uuid.UUID
+    leg: str
+    program_id: str
+    version: int
+    rule_id: str | None
+    asset: str
+    left: int
+    available_on: dt.date
+    expires_on: dt.date  # expired from this day on (inclusive)
+
+
+class Claim(msgspec.Struct, kw_only=True):
+    claim_id: str
+    event_id: uuid.UUID
+    asset: str
+    amount: int
+    program_id: str
+    version: int
+    submitted_by: str
+
+
+class PartnerState(msgspec.Struct, kw_only=True):
+    partner_id: str
+    profile: Profile | None = None
+    months: dict[str, MonthAgg] = {}
+    tiers: dict[str, TierState] = {}  # program id -> tier
+    orders: dict[str, OrderState] = {}
+    counters: dict[str, int] = {}  # "program|rule|period" -> paid, net of clawbacks
+    holds: list[Hold] = []
+    lots: list[Lot] = []
+    available: dict[str, int] = {}  # ledger asset -> balance of partner:<id>:available
+    pending: dict[str, int] = {}  # ledger asset -> balance of partner:<id>:pending
+    thresholds: dict[str, Earning] = {}  # "program|rule|period" (or "|program") -> bonus
+    customers: dict[str, str] = {}  # customer id -> month first sold to by this partner
+    rewarded: dict[str, str] = {}  # "program|customer" -> month rewarded
+    courses: dict[str, str] = {}  # "program|course" -> month paid
+    certifications: dict[str, str] = {}  # certification id -> month first earned
+    claims: dict[str, Claim] = {}  # claims awaiting approval
+    closed: list[str] = []  # "program|version|rule-period" keys already settled
+
+
+_ENCODER: Final = msgspec.json.Encoder(order="deterministic")
+_DECODER: Final = msgspec.json.Decoder(PartnerState)
+
+
+def encode_state(state: PartnerState) -> bytes:
+    """The JSON stored in ``partner_state.state``; equal states give equal bytes."""
+    return _ENCODER.encode(state)
+
+
+def decode_state(data: bytes | str) -> PartnerState:
+    return _DECODER.decode(data)
+
+
+def new_state(partner_id: str) -> PartnerState:
+    return PartnerState(partner_id=partner_id)
+
+
+def copy_state(state: PartnerState) -> PartnerState:
+    """A deep copy, so the engine never changes the state it was given."""
+    return _DECODER.decode(_ENCODER.encode(state))
+
+
+def month(state: PartnerState, key: str) -> MonthAgg:
+    found = state.months.get(key)
+    if found is None:
+        found = state.months[key] = MonthAgg()
+    return found
+
+
+def counter_key(program_id: str, rule_id: str, period: str) -> str:
+    return f"{program_id}|{rule_id}|{period}"
+
+
+def prune(state: PartnerState, today: dt.date) -> None:
+    """Forget what no rule can need any more (see the module docstring)."""
+    oldest_month = month_key(add_months(dt.date(today.year, today.month, 1), -MONTHS_KEPT + 1))
+    state.months = {k: v for k, v in state.months.items() if k >= oldest_month}
+    oldest_year = str(today.year - 1)
+    state.counters = {
+        k: v for k, v in state.counters.items() if k.rsplit("|", 1)[1][:4] >= oldest_year
+    }
+    state.closed = [k for k in state.closed if k.rsplit("|", 1)[1][:4] >= oldest_year]
+    state.orders = {k: v for k, v in state.orders.items() if v.keep_until >= today}

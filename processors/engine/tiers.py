@@ -1,0 +1,117 @@
+"""Partner tiers (晋升): qualification over a rolling window, upgrade at once, demotion only
+at a period end after the tier's grace periods.
+
+A partner without a tier record is in the program's entry tier (the first), which asks for
+nothing; entering it is not recorded. Every change is a value-free ``TIER_CHANGE`` record.
+The window is the ``window_months`` calendar months ending with the month of the event
+(or of the period end), the current month included. An upgrade is checked after an event
+has earned its rewards: a sale earns at the tier the partner had when it was made.
+"""
+
+import datetime as dt
+
+from ledger.core import Explanation, InputValue, RecordKind
+from processors.engine.book import Book
+from processors.engine.compiled import CompiledProgram
+from processors.engine.metrics import certifications, net_sales, surveys
+from processors.engine.periods import window_months
+from processors.engine.state import PartnerState, TierState
+from schemas.programs import Tier
+
+
+def current_tier(state: PartnerState, cp: CompiledProgram) -> str | None:
+    found = state.tiers.get(cp.program_id)
+    if found is not None and found.tier in cp.tier_index:
+        return found.tier
+    return cp.entry_tier()
+
+
+def measure(state: PartnerState, cp: CompiledProgram, tier: Tier, day: dt.date) -> dict[str, int]:
+    q = tier.qualify
+    months = window_months(day, q.window_months)
+    count, total = surveys(state, months, cp.scale_name)
+    return {
+        "window_months": q.window_months,
+        "net_sales": net_sales(state, months, cp.currency),
+        "certifications": certifications(state, months),
+        "surveys": count,
+        "survey_score_sum": total,
+    }
+
+
+def qualifies(state: PartnerState, cp: CompiledProgram, tier: Tier, day: dt.date) -> bool:
+    q = tier.qualify
+    m = measure(state, cp, tier, day)
+    if m["net_sales"] < q.net_sales_min or m["certifications"] < q.certifications_min:
+        return False
+    avg_min = q.avg_satisfaction_min_x100
+    if avg_min is None:
+        return True
+    # average * 100 >= minimum, compared exactly: sum * 100 >= minimum * count.
+    return m["surveys"] >= q.surveys_min and m["survey_score_sum"] * 100 >= avg_min * m["surveys"]
+
+
+def qualified_index(state: PartnerState, cp: CompiledProgram, day: dt.date) -> int:
+    best = 0
+    for i, tier in enumerate(cp.tiers):
+        if qualifies(state, cp, tier, day):
+            best = i
+    return best
+
+
+def _change(book: Book, cp: CompiledProgram, old: str | None, new: Tier, day: dt.date,
+            why: str, leg: str) -> None:
+    inputs: dict[str, InputValue] = {"from": old, "to": new.id}
+    inputs.update(measure(book.state, cp, new, day))
+    book.state.tiers[cp.program_id] = TierState(tier=new.id, since=book.occurred_at)
+    book.record(
+        RecordKind.TIER_CHANGE,
+        cp.key,
+        None,
+        leg,
+        [],
+        Explanation(
+            summary=f"Tier {old} -> {new.id}: {why}",
+            formula="qualify: net_sales >= net_sales_min, certifications >= certifications_min,"
+            " surveys >= surveys_min and score_sum * 100 >= avg_satisfaction_min_x100 * surveys",
+            inputs=inputs,
+        ),
+    )
+
+
+def upgrade(book: Book, cp: CompiledProgram, day: dt.date) -> None:
+    """Move the partner up at once to the highest tier it qualifies for, if above its own."""
+    if not cp.tiers:
+        return
+    old = current_tier(book.state, cp)
+    here = cp.tier_index.get(old, 0) if old is not None else 0
+    best = qualified_index(book.state, cp, day)
+    if best > here:
+        _change(book, cp, old, cp.tiers[best], day, "qualified for a higher tier", "tier")
+
+
+def period_end(book: Book, cp: CompiledProgram, last_day: dt.date) -> None:
+    """At a period end: count a period below the criteria, demote after the grace."""
+    if not cp.tiers:
+        return
+    state = book.state
+    old = current_tier(state, cp)
+    here = cp.tier_index.get(old, 0) if old is not None else 0
+    best = qualified_index(state, cp, last_day)
+    if best > here:
+        _change(book, cp, old, cp.tiers[best], last_day, "qualified for a higher tier", "tier")
+        return
+    tier_state = state.tiers.get(cp.program_id)
+    if here == 0 or tier_state is None:
+        return
+    if qualifies(state, cp, cp.tiers[here], last_day):
+        tier_state.below_periods = 0
+        return
+    tier_state.below_periods += 1
+    grace = cp.tiers[here].grace_periods
+    if tier_state.below_periods > grace:
+        why = (
+            f"below the criteria of {old} at {tier_state.below_periods} period end(s) in a "
+            f"row, grace {grace}"
+        )
+        _change(book, cp, old, cp.tiers[best], last_day, why, "tier")
