@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from processors import cli_programs
+from processors import cli_ingest, cli_ledger, cli_programs
 from schemas.settings import Settings, SettingsError, load_settings
 
 Handler = Callable[[Settings, argparse.Namespace], int]
@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="incentives", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     cli_programs.register(sub)
+    cli_ledger.register(sub)
+    cli_ingest.register(sub)
 
     p = sub.add_parser("stack", help="the local Kafka and PostgreSQL")
     p.add_argument("action", choices=["up", "down", "status", "logs", "reset"])

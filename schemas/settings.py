@@ -20,6 +20,8 @@ from typing import Any
 
 import msgspec
 
+from schemas.codec import Limits
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -42,6 +44,12 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     topic_partitions: int = 6
     consumer_group: str = "incentives-ledger"
     start_timeout_s: int = 90
+    # What a receiver accepts (see schemas.codec.Limits, built by ``limits()``).
+    max_message_bytes: int = 1_000_000
+    future_tolerance_s: int = 300
+    # A worker's batch: at most this many messages, or what arrived within this time.
+    batch_size_max: int = 1000
+    batch_within_ms: int = 200
 
     @property
     def bootstrap(self) -> str:
@@ -53,6 +61,19 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
 
     def topic(self, stream: str) -> str:
         return self.topic_prefix + stream
+
+    def limits(self) -> Limits:
+        """The receiver's bounds; ``msgspec.convert`` checks them (a size of 0 is an error)."""
+        try:
+            return msgspec.convert(
+                {
+                    "max_message_bytes": self.max_message_bytes,
+                    "future_tolerance_s": self.future_tolerance_s,
+                },
+                Limits,
+            )
+        except msgspec.ValidationError as exc:
+            raise SettingsError(f"settings: {exc}") from exc
 
 
 class SettingsError(Exception):

@@ -212,6 +212,22 @@ async def ensure_topics(settings: Settings, streams: tuple[str, ...] | list[str]
         await admin.close()
 
 
+async def delete_topics(settings: Settings, *, prefix: str) -> list[str]:
+    """Delete every topic whose name starts with `prefix` (a test's own topics)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    assert prefix, "an empty prefix would delete every topic"
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    await admin.start()
+    try:
+        doomed = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if doomed:
+            await admin.delete_topics(doomed)
+        return doomed
+    finally:
+        await admin.close()
+
+
 def down(settings: Settings) -> str:
     paths = KafkaPaths(settings)
     pid = read_pid(paths.pid)

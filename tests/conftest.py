@@ -62,7 +62,7 @@ async def settings(stack_settings: Settings) -> AsyncIterator[Settings]:
     """Settings for one test: its own database (from the template) and its own topics."""
     import asyncpg
 
-    from stack.kafka import STREAMS, ensure_topics
+    from stack.kafka import STREAMS, delete_topics, ensure_topics
     from stack.postgres import admin_dsn
 
     tag = uuid.uuid4().hex[:10]
@@ -82,6 +82,9 @@ async def settings(stack_settings: Settings) -> AsyncIterator[Settings]:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await admin.close()
+        # Every topic of the test goes too: a broker holding thousands of leftover
+        # partitions runs out of file handles.
+        await delete_topics(test_settings, prefix=test_settings.topic_prefix)
 
 
 @pytest.fixture

@@ -1,0 +1,340 @@
+"""The ledger worker: one faust agent from the five source topics into PostgreSQL.
+
+Ordering. One agent subscribes to all five source topics at once (sales, surveys,
+trainings, partners, commands). They are co-partitioned: every topic has the same number of
+partitions and every message is keyed by ``partner_id``, so partition *n* of each topic holds
+the same partners and faust assigns partition *n* of all five to the same worker. One
+partner's events, whatever their stream, are therefore taken by one worker and processed
+sequentially, batch after batch. Per partner, events are applied in the order the worker
+accepted them; that order is recorded as ``inbox.arrival_seq``, and a replay follows
+``arrival_seq``, not event time or offsets, so it gives the same result as live processing.
+Events of a partner that is not registered yet wait in ``parked_events`` and are accepted
+right after the registration (see ``processors.ingest``), so that order does not depend on
+how the partners topic interleaves with the others. The worker refuses to start when the
+topics' partition counts differ, since the guarantee would not hold.
+
+Each batch (at most ``batch_size_max`` messages, or what arrived within ``batch_within_ms``)
+is one PostgreSQL transaction (``processors.ingest.BatchProcessor``), which stores the
+consumer positions. PostgreSQL is the truth; Kafka's committed offsets are a copy that the
+worker writes every second and on assignment (never ahead of PostgreSQL), because on
+assignment faust seeks to Kafka's committed offsets after the assignment signal, which
+overrides a seek made in it. Whatever Kafka delivers below the stored positions is dropped.
+If a batch fails it is rolled back and the worker stops (exit status 1) instead of
+consuming on, since what it consumes next would lie past the failed batch; a restarted
+worker resumes from PostgreSQL.
+
+``run_worker(settings)`` is the entry point (``incentives worker``); the program engine is
+plugged in through its ``apply_accepted`` hook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import faust
+from aiokafka import AIOKafkaProducer
+from faust.types import TP
+
+from processors import deadletters, positions
+from processors.ingest import (
+    ApplyHook,
+    BatchProcessor,
+    BatchReport,
+    SourceMessage,
+    apply_nothing,
+)
+from processors.offsets import partitions
+from schemas.settings import Settings
+from schemas.streams import COMMANDS, PARTNERS, SALES, SURVEYS, TRAININGS
+
+log = logging.getLogger(__name__)
+
+SOURCE_STREAMS = (SALES, SURVEYS, TRAININGS, PARTNERS, COMMANDS)
+# How often the worker logs its throughput.
+REPORT_INTERVAL_S = 10.0
+# How often, and how long at most, the PostgreSQL positions are committed to Kafka.
+MIRROR_INTERVAL_S = 1.0
+MIRROR_TIMEOUT_S = 10.0
+
+
+class WorkerError(Exception):
+    """The worker cannot start; the message says why and what to do."""
+
+
+class _Resources:
+    """The connection pool and the dead-letter producer: created once, on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lock = asyncio.Lock()
+        self._pool: asyncpg.Pool | None = None
+        self._producer: AIOKafkaProducer | None = None
+
+    async def pool(self) -> asyncpg.Pool:
+        async with self._lock:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(self._settings.dsn, min_size=1, max_size=2)
+            return self._pool
+
+    async def producer(self) -> AIOKafkaProducer:
+        async with self._lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self._settings.bootstrap,
+                    acks="all",
+                    enable_idempotence=True,
+                )
+                await producer.start()
+                self._producer = producer
+            return self._producer
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._producer is not None:
+                await self._producer.stop()
+            if self._pool is not None:
+                await self._pool.close()
+            self._producer = self._pool = None
+
+
+class _Throughput:
+    """Counts what batches did and logs a line every REPORT_INTERVAL_S."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self.since = time.monotonic()
+        self.messages = self.applied = self.duplicates = self.dead = self.parked = 0
+
+    def add(self, report: BatchReport) -> None:
+        self.messages += report.messages
+        self.applied += report.applied
+        self.duplicates += report.duplicates
+        self.dead += len(report.dead_letters)
+        self.parked += report.parked
+        elapsed = time.monotonic() - self.since
+        if elapsed >= REPORT_INTERVAL_S:
+            log.info(
+                "ingested %d messages in %.1fs (%.0f/s): %d applied, %d duplicates,"
+                " %d dead letters, %d parked",
+                self.messages, elapsed, self.messages / elapsed, self.applied,
+                self.duplicates, self.dead, self.parked,
+            )  # fmt: skip
+            self._reset()
+
+
+def build_app(
+    settings: Settings,
+    *,
+    apply_accepted: ApplyHook = apply_nothing,
+    on_fatal: Callable[[BaseException], None] | None = None,
+) -> faust.App:
+    """The worker's faust app. ``on_fatal`` is called when a batch fails (after which the
+    agent consumes nothing more); the entry point stops the worker then."""
+    topics = {settings.topic(stream): stream for stream in SOURCE_STREAMS}
+    group = settings.consumer_group
+    app = faust.App(
+        group,
+        broker=f"kafka://{settings.bootstrap}",
+        store="memory://",
+        web_enabled=False,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        stream_wait_empty=False,
+        # A killed worker's partitions move to a live one after this, not after a minute.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
+        # faust wants a data folder even without tables; keep it out of the working directory.
+        datadir=str(_worker_dir(settings) / "{conf.name}-data"),
+    )
+    # acks=False: faust never commits offsets of these topics itself. It would commit the
+    # offsets of every event a batch took, also of a batch that failed or was cancelled at
+    # shutdown, and then resume past it. The worker commits instead (``_mirror``), only
+    # positions already committed in PostgreSQL, so Kafka's offset is never ahead of them.
+    source = app.topic(*topics, value_serializer="raw", key_serializer="raw", acks=False)
+    processor = BatchProcessor(
+        group=group, streams=topics, limits=settings.limits(), apply_accepted=apply_accepted
+    )
+    resources = _Resources(settings)
+    dead_topic = settings.topic(deadletters.DEADLETTERS)
+    within_s = settings.batch_within_ms / 1000
+
+    @app.on_partitions_assigned.connect
+    async def resume(sender: Any, assigned: set[Any], **_: Any) -> None:
+        mine = [tp for tp in assigned if tp.topic in topics]
+        pairs = [(tp.topic, tp.partition) for tp in mine]
+        pool = await resources.pool()
+        async with pool.acquire() as conn:
+            stored = await positions.load(conn, group, pairs)
+        # After this signal faust seeks every partition to its committed offset in Kafka
+        # (Recovery.perform_seek), overriding any seek made here. So the positions stored in
+        # PostgreSQL are committed to Kafka now, and that is where consumption resumes.
+        await _mirror(app, {tp: stored.get((tp.topic, tp.partition), 0) for tp in mine})
+        log.info(
+            "assigned %d source partitions; resuming from positions stored in PostgreSQL"
+            " (%d messages consumed so far)",
+            len(mine), sum(stored.values()),
+        )  # fmt: skip
+        await _publish_dead_letters(resources, dead_topic, pairs)
+
+    @app.on_before_shutdown.connect
+    async def close(sender: Any, **_: Any) -> None:
+        await resources.close()
+
+    @app.agent(source)
+    async def ingest(stream: faust.StreamT[bytes]) -> None:
+        throughput = _Throughput()
+        # Positions committed in PostgreSQL but not yet to Kafka (at most once a second).
+        unmirrored: dict[TP, int] = {}
+        mirrored_at = time.monotonic()
+        async for events in stream.take_events(settings.batch_size_max, within=within_s):
+            batch = [
+                SourceMessage(m.topic, m.partition, m.offset, m.key, m.value)
+                for m in (e.message for e in events)
+            ]
+            try:
+                pool = await resources.pool()
+                async with pool.acquire() as conn:
+                    report = await processor.process(conn, batch)
+            except Exception as exc:
+                first = batch[0]
+                log.critical(
+                    "batch of %d messages from %s/%s@%s failed and was rolled back; the"
+                    " worker stops so that it resumes from the positions in PostgreSQL: %r",
+                    len(batch), first.topic, first.partition, first.offset, exc,
+                    exc_info=True,
+                )  # fmt: skip
+                if on_fatal is not None:
+                    on_fatal(exc)
+                return
+            throughput.add(report)
+            unmirrored.update({TP(t, p): n for (t, p), n in report.positions.items()})
+            if time.monotonic() - mirrored_at >= MIRROR_INTERVAL_S:
+                await _mirror(app, unmirrored)
+                unmirrored.clear()
+                mirrored_at = time.monotonic()
+            if report.dead_letters or report.parked or report.released:
+                log.info(
+                    "batch of %d: %d applied (%d released from parking), %d duplicates,"
+                    " %d parked, dead letters %s",
+                    report.messages, report.applied, report.released, report.duplicates,
+                    report.parked, _codes(report),
+                )  # fmt: skip
+            if report.dead_letters:
+                sources = {(d.topic, d.partition) for d in report.dead_letters}
+                await _publish_dead_letters(resources, dead_topic, sources)
+
+    return app
+
+
+async def _mirror(app: faust.App, offsets: dict[TP, int]) -> None:
+    """Commit positions already stored in PostgreSQL to Kafka as the group's offsets.
+
+    Kafka's offsets are only where a worker starts reading after an assignment: anything
+    below the PostgreSQL positions is dropped by the batch, so an offset that is behind
+    (this commit failed, or a worker died before it) costs re-reading, never correctness.
+    """
+    if not offsets:
+        return
+    try:
+        # faust's consumer runs aiokafka on its own thread; _commit hands the call over to it.
+        await asyncio.wait_for(app.consumer._commit(offsets), timeout=MIRROR_TIMEOUT_S)
+    except Exception as exc:
+        log.warning("could not commit positions to Kafka (%r); they stay in PostgreSQL", exc)
+
+
+def _codes(report: BatchReport) -> dict[str, int]:
+    codes: dict[str, int] = {}
+    for letter in report.dead_letters:
+        code = str(letter.rejection.code)
+        codes[code] = codes.get(code, 0) + 1
+    return codes
+
+
+def _worker_dir(settings: Settings) -> Path:
+    return Path(settings.stack_dir) / "worker"
+
+
+async def _publish_dead_letters(
+    resources: _Resources, dead_topic: str, sources: Any
+) -> None:
+    # The dead letters are committed; failing to send them now only delays them until the
+    # next batch with dead letters from these partitions, or the next assignment.
+    try:
+        pool = await resources.pool()
+        async with pool.acquire() as conn:
+            await deadletters.publish_pending(conn, await resources.producer(), dead_topic, sources)
+    except Exception as exc:
+        log.error("dead letters not yet published to %s: %r", dead_topic, exc)
+
+
+async def check_ready(settings: Settings) -> None:
+    """Refuse to start on a database without the ingestion tables or with source topics
+    that are missing or not co-partitioned."""
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        missing = await conn.fetchval("SELECT to_regclass('ingest_log') IS NULL")
+    finally:
+        await conn.close()
+    if missing:
+        raise WorkerError(
+            f"the database {settings.pg_database} has no ingestion tables (migration 0003):"
+            " run `incentives init` first"
+        )
+    names = [settings.topic(s) for s in SOURCE_STREAMS]
+    counts: dict[str, int] = dict.fromkeys(names, 0)
+    for tp in await partitions(settings.bootstrap, names):
+        counts[tp.topic] = counts.get(tp.topic, 0) + 1
+    absent = [t for t, n in counts.items() if n == 0]
+    if absent:
+        raise WorkerError(f"topics missing: {', '.join(absent)}; run `incentives init` first")
+    if len(set(counts.values())) != 1:
+        shown = ", ".join(f"{t}: {n}" for t, n in counts.items())
+        raise WorkerError(
+            "the source topics must have the same number of partitions, so that one partner's"
+            f" events on every topic go to one worker; they have {shown}"
+        )
+
+
+# Our lines at INFO (assignments, throughput, batches with dead letters); faust's own and its
+# libraries' only from WARNING, since at INFO they print every step of every rebalance.
+_LOGGING: dict[str, Any] = {
+    "merge": True,
+    "loggers": {name: {"level": "WARNING"} for name in ("faust", "mode", "aiokafka")},
+}
+
+
+def run_worker(settings: Settings, *, apply_accepted: ApplyHook = apply_nothing) -> int:
+    """Run a worker until it is stopped (SIGTERM/SIGINT: exit 0) or a batch fails (exit 1)."""
+    # faust runs on the thread's current loop; the start-up checks use the same one.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(check_ready(settings))
+    _worker_dir(settings).mkdir(parents=True, exist_ok=True)
+    failures: list[BaseException] = []
+
+    def fatal(exc: BaseException) -> None:
+        failures.append(exc)
+        # The worker's own SIGTERM handler stops it cleanly (consumer, pool, producer).
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    app = build_app(settings, apply_accepted=apply_accepted, on_fatal=fatal)
+    worker = faust.Worker(
+        app, loop=loop, loglevel="INFO", quiet=True, logging_config=_LOGGING
+    )
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exit_:
+        status = exit_.code if isinstance(exit_.code, int) else 1
+    else:  # pragma: no cover - execute_from_commandline always raises SystemExit
+        status = 0
+    return 1 if failures else status
