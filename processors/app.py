@@ -178,7 +178,7 @@ def build_app(
         # After this signal faust seeks every partition to its committed offset in Kafka
         # (Recovery.perform_seek), overriding any seek made here. So the positions stored in
         # PostgreSQL are committed to Kafka now, and that is where consumption resumes.
-        await _mirror(app, {tp: stored.get((tp.topic, tp.partition), 0) for tp in mine})
+        await mirror_positions(app, {tp: stored.get((tp.topic, tp.partition), 0) for tp in mine})
         log.info(
             "assigned %d source partitions; resuming from positions stored in PostgreSQL"
             " (%d messages consumed so far)",
@@ -219,7 +219,7 @@ def build_app(
             throughput.add(report)
             unmirrored.update({TP(t, p): n for (t, p), n in report.positions.items()})
             if time.monotonic() - mirrored_at >= MIRROR_INTERVAL_S:
-                await _mirror(app, unmirrored)
+                await mirror_positions(app, unmirrored)
                 unmirrored.clear()
                 mirrored_at = time.monotonic()
             if report.dead_letters or report.parked or report.released:
@@ -236,7 +236,7 @@ def build_app(
     return app
 
 
-async def _mirror(app: faust.App, offsets: dict[TP, int]) -> None:
+async def mirror_positions(app: faust.App, offsets: dict[TP, int]) -> None:
     """Commit positions already stored in PostgreSQL to Kafka as the group's offsets.
 
     Kafka's offsets are only where a worker starts reading after an assignment: anything

@@ -54,10 +54,11 @@ def _positive(text: str) -> int:
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from processors import ledger_writer
     from processors.app import WorkerError, run_worker
 
     try:
-        return run_worker(settings)
+        return run_worker(settings, apply_accepted=ledger_writer.hook())
     except (WorkerError, OSError, asyncpg.PostgresError, KafkaError) as exc:
         print(f"incentives worker: {exc}", file=sys.stderr)
         return 2

@@ -15,7 +15,7 @@ head compare-and-set in ledger.store and rolls its whole batch back.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 
@@ -23,6 +23,7 @@ from ledger import program_store
 from ledger.core import GENESIS_HASH, ChainHead
 from ledger.store import append
 from processors.engine import CompiledProgram, compile_program, decode_state, encode_state
+from processors.ingest import Accepted
 from processors.runner import Books, Outcome, run
 from schemas.commands import ClosePeriod
 from schemas.streams import Message
@@ -67,6 +68,16 @@ class Programs:
             self._seen = seen
             log.info("programs loaded: %s", [(c.program_id, c.version) for c in self.compiled])
         return self.compiled
+
+
+def hook() -> Callable[[asyncpg.Connection, list[Accepted]], Awaitable[None]]:
+    """The ingest stage's apply hook: accepted events, in acceptance order, to the ledger."""
+    programs = Programs()
+
+    async def apply_accepted(conn: asyncpg.Connection, accepted: list[Accepted]) -> None:
+        await write(conn, [a.message for a in accepted], await programs.refresh(conn))
+
+    return apply_accepted
 
 
 async def write(

@@ -100,7 +100,7 @@ def _messages(rng: random.Random, ids: list[str], sales: int) -> Iterator[Messag
         at = START + dt.timedelta(minutes=rng.randrange(0, QUARTER_DAYS * 24 * 60))
         training: Message = {
             "type": "TrainingCompleted",
-            "event_id": _id("training", pid, course),
+            "event_id": _id("training", n),
             "occurred_at": _at(at + dt.timedelta(seconds=n)),
             "partner_id": pid,
             "course_id": course,

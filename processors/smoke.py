@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaProducer
 from schemas.settings import Settings, load_settings
 
 from . import positions
+from .app import mirror_positions
 
 BATCH_SIZE_MAX = 1000
 BATCH_WITHIN_S = 0.2
@@ -46,7 +47,9 @@ def build_app(settings: Settings, topic_name: str, group: str) -> faust.App:
         broker_session_timeout=10.0,
         broker_heartbeat_interval=3.0,
     )
-    topic = app.topic(topic_name, value_serializer="raw", key_serializer="raw")
+    # As in the ledger worker (processors/app.py): faust commits nothing itself; Kafka's
+    # offsets only ever mirror positions already committed in PostgreSQL.
+    topic = app.topic(topic_name, value_serializer="raw", key_serializer="raw", acks=False)
     pool: dict[str, asyncpg.Pool] = {}
 
     async def get_pool() -> asyncpg.Pool:
@@ -59,20 +62,23 @@ def build_app(settings: Settings, topic_name: str, group: str) -> faust.App:
         mine = [(tp.topic, tp.partition) for tp in assigned if tp.topic == topic_name]
         async with (await get_pool()).acquire() as conn:
             stored = await positions.load(conn, group, mine)
-        # seek_wait runs the seek on faust's consumer thread; aiokafka is not thread-safe,
-        # and a plain seek from here races the fetcher.
-        seeks = {
-            tp: stored[(tp.topic, tp.partition)]
-            for tp in assigned
-            if stored.get((tp.topic, tp.partition), 0) > 0
-        }
-        if seeks:
-            await app.consumer.seek_wait(seeks)
+        await mirror_positions(
+            app,
+            {
+                tp: stored.get((tp.topic, tp.partition), 0)
+                for tp in assigned
+                if tp.topic == topic_name
+            },
+        )
 
     @app.agent(topic)
     async def deliver(stream: faust.StreamT[bytes]) -> None:
         async for events in stream.take_events(BATCH_SIZE_MAX, within=BATCH_WITHIN_S):
             await write_batch(await get_pool(), group, events)
+            last = {}
+            for event in events:
+                last[event.message.tp] = event.message.offset + 1
+            await mirror_positions(app, last)
 
     return app
 
