@@ -75,6 +75,12 @@ def _smoke(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from processors import demo
+
+    return demo.run(settings, partners=args.partners, sales=args.sales)
+
+
 def _init(settings: Settings, args: argparse.Namespace) -> int:
     """Bring an external database's schema and the Kafka topics up to date."""
     import asyncpg
@@ -112,8 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_init)
 
     p = sub.add_parser("demo", help="the whole system on the local stack")
-    p.add_argument("--messages", type=int, default=10_000)
-    p.set_defaults(handler=_smoke)
+    p.add_argument("--partners", type=int, default=40)
+    p.add_argument("--sales", type=int, default=3_000)
+    p.set_defaults(handler=_demo)
 
     p = sub.add_parser("smoke", help="exactly-once smoke flow through Kafka and PostgreSQL")
     p.add_argument("--messages", type=int, default=10_000)

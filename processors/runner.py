@@ -71,8 +71,15 @@ def _apply(
 ) -> None:
     pid = message.partner_id
     state = books.states.get(pid) or new_state(pid)
-    timed = due(state, message.occurred_at)
-    result = apply(timed.state, message, programs, budgets=books.budgets)  # type: ignore[arg-type]
+    # The books hold the only reference to the state, so the engine may change it in place.
+    timed = due(state, message.occurred_at, owned=True)
+    result = apply(
+        timed.state,
+        message,  # type: ignore[arg-type]  # run() sends ClosePeriod to _close
+        programs,
+        budgets=books.budgets,
+        owned=True,
+    )
     if result.refusal is not None:
         outcome.refused.append(Refused(message=message, refusal=result.refusal))
     _post(pid, [*timed.drafts, *result.drafts], result.state, books, programs, outcome)
@@ -85,7 +92,7 @@ def _close(
     outcome: Outcome,
 ) -> None:
     for pid in sorted(books.states):
-        timed = due(books.states[pid], message.occurred_at)
+        timed = due(books.states[pid], message.occurred_at, owned=True)
         _post(pid, timed.drafts, timed.state, books, programs, outcome)
     for program in sorted(programs, key=lambda p: (p.program_id, p.version)):
         if message.program_id is not None and program.program_id != message.program_id:

@@ -46,6 +46,13 @@ Input = (
 )
 
 
+# Inputs whose refusals are all decided before the state is changed.
+_REFUSED_BEFORE_CHANGE = (
+    SaleRecorded, SaleReversed, SurveyCompleted, TrainingCompleted, PartnerRegistered,
+    PartnerUpdated,
+)
+
+
 def in_effect(programs: Sequence[CompiledProgram], day: dt.date) -> list[CompiledProgram]:
     """The programs effective on ``day``: per program id the highest version effective
     that day (a new version replaces the old from its effective date), ordered by program
@@ -66,17 +73,22 @@ def apply(
     *,
     budgets: Budgets = NO_SPEND,
     recorded_at: dt.datetime | None = None,
+    owned: bool = False,
 ) -> Result:
     """Apply one event or command of ``state``'s partner.
 
     ``programs`` are the compiled versions the caller holds; those effective on the event's
     day (UTC) are used. ``budgets`` is program spend so far (see ``book.Budgets``).
     ``recorded_at`` stamps the drafts (default: the event's ``occurred_at``; the writer
-    may stamp its own, ids do not depend on it). The given state is never changed.
+    may stamp its own, ids do not depend on it). The given state is never changed, unless
+    ``owned``: a caller that holds the only reference (the runner) gives it up and events
+    change it in place, which spares a deep copy per event. Events are only refused before
+    they change anything, so this is safe for them; commands are still copied.
     """
     assert not isinstance(event, ClosePeriod), "period closes go to close_period"
     assert event.partner_id == state.partner_id, (event.partner_id, state.partner_id)
-    new = copy_state(state)
+    in_place = owned and isinstance(event, _REFUSED_BEFORE_CHANGE)
+    new = state if in_place else copy_state(state)
     book = Book(new, event.event_id, event.occurred_at, recorded_at or event.occurred_at,
                 budgets)
     day = day_of(event.occurred_at)

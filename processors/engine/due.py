@@ -27,9 +27,12 @@ _NO_EVENT = uuid.UUID(int=0)
 
 
 def due(state: PartnerState, as_of: dt.datetime,
-        *, recorded_at: dt.datetime | None = None) -> Result:
-    """Release the holds that ended and expire the lots that lapsed, by ``as_of``."""
-    state = copy_state(state)
+        *, recorded_at: dt.datetime | None = None, owned: bool = False) -> Result:
+    """Release the holds that ended and expire the lots that lapsed, by ``as_of``.
+
+    ``owned``: the caller gives up ``state`` and it is changed in place (see ``apply``).
+    """
+    state = state if owned else copy_state(state)
     book = Book(state, _NO_EVENT, as_of, recorded_at or as_of)
     _release(book, as_of)
     _expire(book, as_of.astimezone(dt.UTC).date())

@@ -192,9 +192,17 @@ def new_state(partner_id: str) -> PartnerState:
     return PartnerState(partner_id=partner_id)
 
 
+_COPY_ENCODER: Final = msgspec.msgpack.Encoder()
+_COPY_DECODER: Final = msgspec.msgpack.Decoder(PartnerState)
+
+
 def copy_state(state: PartnerState) -> PartnerState:
-    """A deep copy, so the engine never changes the state it was given."""
-    return _DECODER.decode(_ENCODER.encode(state))
+    """A deep copy, so the engine never changes the state it was given.
+
+    Through MessagePack rather than JSON: the copy is made for every event, and MessagePack
+    round-trips the same types several times faster.
+    """
+    return _COPY_DECODER.decode(_COPY_ENCODER.encode(state))
 
 
 def month(state: PartnerState, key: str) -> MonthAgg:
