@@ -132,17 +132,10 @@ class _Throughput:
             self._reset()
 
 
-def build_app(
-    settings: Settings,
-    *,
-    apply_accepted: ApplyHook = apply_nothing,
-    on_fatal: Callable[[BaseException], None] | None = None,
-) -> faust.App:
-    """The worker's faust app. ``on_fatal`` is called when a batch fails (after which the
-    agent consumes nothing more); the entry point stops the worker then."""
-    topics = {settings.topic(stream): stream for stream in SOURCE_STREAMS}
-    group = settings.consumer_group
-    app = faust.App(
+def faust_app(settings: Settings, group: str) -> faust.App:
+    """A faust app as every worker of ours configures it: no tables, no web server, no
+    leader topic, and a short session so a killed worker's partitions move on quickly."""
+    return faust.App(
         group,
         broker=f"kafka://{settings.bootstrap}",
         store="memory://",
@@ -156,6 +149,19 @@ def build_app(
         # faust wants a data folder even without tables; keep it out of the working directory.
         datadir=str(_worker_dir(settings) / "{conf.name}-data"),
     )
+
+
+def build_app(
+    settings: Settings,
+    *,
+    apply_accepted: ApplyHook = apply_nothing,
+    on_fatal: Callable[[BaseException], None] | None = None,
+) -> faust.App:
+    """The worker's faust app. ``on_fatal`` is called when a batch fails (after which the
+    agent consumes nothing more); the entry point stops the worker then."""
+    topics = {settings.topic(stream): stream for stream in SOURCE_STREAMS}
+    group = settings.consumer_group
+    app = faust_app(settings, group)
     # acks=False: faust never commits offsets of these topics itself. It would commit the
     # offsets of every event a batch took, also of a batch that failed or was cancelled at
     # shutdown, and then resume past it. The worker commits instead (``_mirror``), only

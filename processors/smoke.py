@@ -27,26 +27,14 @@ from aiokafka import AIOKafkaProducer
 from schemas.settings import Settings, load_settings
 
 from . import positions
-from .app import mirror_positions
+from .app import faust_app, mirror_positions
 
 BATCH_SIZE_MAX = 1000
 BATCH_WITHIN_S = 0.2
 
 
 def build_app(settings: Settings, topic_name: str, group: str) -> faust.App:
-    app = faust.App(
-        group,
-        broker=f"kafka://{settings.bootstrap}",
-        store="memory://",
-        web_enabled=False,
-        topic_disable_leader=True,
-        consumer_auto_offset_reset="earliest",
-        stream_wait_empty=False,
-        # A killed worker's partitions move to a live one after this, not after faust's
-        # default of a minute.
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=3.0,
-    )
+    app = faust_app(settings, group)
     # As in the ledger worker (processors/app.py): faust commits nothing itself; Kafka's
     # offsets only ever mirror positions already committed in PostgreSQL.
     topic = app.topic(topic_name, value_serializer="raw", key_serializer="raw", acks=False)
