@@ -68,7 +68,10 @@ async def settings(stack_settings: Settings) -> AsyncIterator[Settings]:
     tag = uuid.uuid4().hex[:10]
     database = f"t_{tag}"
     admin = await asyncpg.connect(admin_dsn(stack_settings, "postgres"))
-    await admin.execute(f'CREATE DATABASE "{database}" TEMPLATE "{TEMPLATE_DB}"')
+    try:
+        await admin.execute(f'CREATE DATABASE "{database}" TEMPLATE "{TEMPLATE_DB}"')
+    finally:
+        await admin.close()
     test_settings = msgspec.structs.replace(
         stack_settings,
         pg_database=database,
@@ -80,8 +83,12 @@ async def settings(stack_settings: Settings) -> AsyncIterator[Settings]:
     try:
         yield test_settings
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        await admin.close()
+        # A new connection: the fault suite restarts PostgreSQL during a test.
+        admin = await asyncpg.connect(admin_dsn(stack_settings, "postgres"))
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        finally:
+            await admin.close()
         # Every topic of the test goes too: a broker holding thousands of leftover
         # partitions runs out of file handles.
         await delete_topics(test_settings, prefix=test_settings.topic_prefix)

@@ -25,6 +25,7 @@ from processors.sample_data import generate
 from schemas.program_loader import load_program
 from schemas.settings import Settings
 from schemas.streams import ANY
+from stack import kafka, postgres
 from tests.integration.ingest_support import Worker, positions, run_cli, wait_consumed
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "programs" / "example-channel-2026.yaml"
@@ -92,6 +93,21 @@ async def test_killed_worker_and_duplicates_give_the_reference_ledger(
     with Worker(settings, log) as worker:
         await wait_consumed(settings, worker, timeout_s=240)
 
+    await _assert_reference_ledger(settings, published)
+    assert kills == KILLS
+    print(f"kills survived: {kills}; messages consumed at each kill: {progress}")
+    # The kills must land mid-stream, with progress between them, to prove anything.
+    mid_stream = [p for p in progress if 0 < p < 2 * published]
+    assert len(mid_stream) >= KILLS // 2 and len(set(mid_stream)) >= 2, progress
+
+    reconciled = run_cli(settings, "reconcile")
+    assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
+    assert f"all {2 * published} messages accounted for" in reconciled.stdout
+
+
+async def _assert_reference_ledger(settings: Settings, published: int) -> None:
+    """Every distinct event accepted once, every copy counted, and the stored ledger equal
+    to the one the pure runner computes offline from the stored events, in stored order."""
     conn = await asyncpg.connect(settings.dsn)
     try:
         bodies = await conn.fetch("SELECT body FROM inbox ORDER BY arrival_seq")
@@ -125,12 +141,72 @@ async def test_killed_worker_and_duplicates_give_the_reference_ledger(
         r["partner_id"]: (r["head_seq"], bytes(r["head_hash"])) for r in heads if r["head_seq"]
     } == {p: (h.seq, h.hash) for p, h in reference.heads.items()}
     assert report.findings == []
-    assert kills == KILLS
-    print(f"kills survived: {kills}; messages consumed at each kill: {progress}")
-    # The kills must land mid-stream, with progress between them, to prove anything.
-    mid_stream = [p for p in progress if 0 < p < 2 * published]
-    assert len(mid_stream) >= KILLS // 2 and len(set(mid_stream)) >= 2, progress
 
-    reconciled = run_cli(settings, "reconcile")
-    assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
-    assert f"all {2 * published} messages accounted for" in reconciled.stdout
+
+async def test_broker_and_database_restarts_with_three_workers_give_the_reference_ledger(
+    settings: Settings, stack_settings: Settings, tmp_path: Path
+) -> None:
+    """Three workers share the partitions (rebalancing as they join), the broker is stopped
+    and restarted mid-stream, then PostgreSQL is; workers that die of it are restarted,
+    one leaves for good; the ledger is still exactly the reference."""
+    conn = await asyncpg.connect(settings.dsn)
+    await program_store.publish(conn, load_program(EXAMPLE), published_by="fault-suite")
+    await conn.close()
+    published = await _publish_twice(settings, partners=40, sales=4_000)
+    pool = _Pool(settings, tmp_path, size=3)
+
+    await pool.until(lambda n: n > 0)
+    await asyncio.to_thread(kafka.down, stack_settings)
+    await asyncio.sleep(2)
+    await asyncio.to_thread(kafka.up, stack_settings)
+    after_broker = await _consumed(settings)
+    await pool.until(lambda n: n > after_broker)
+    await asyncio.to_thread(postgres.down, stack_settings)
+    await asyncio.sleep(2)
+    await asyncio.to_thread(postgres.up, stack_settings)
+    pool.leave()
+    await pool.until(lambda n: n >= 2 * published, timeout_s=240)
+    pool.stop()
+
+    await _assert_reference_ledger(settings, published)
+    print(f"workers started: {pool.started}; died and restarted: {pool.restarted}")
+
+
+class _Pool:
+    """`size` workers kept alive: a worker that died (its batch failed when a service went
+    away) is replaced, as an orchestrator would."""
+
+    def __init__(self, settings: Settings, folder: Path, size: int) -> None:
+        self.settings, self.folder, self.size = settings, folder, size
+        self.workers: list[Worker] = []
+        self.started = self.restarted = 0
+
+    def _top_up(self) -> None:
+        alive = [w for w in self.workers if w.process.poll() is None]
+        self.restarted += len(self.workers) - len(alive)
+        self.workers = alive
+        while len(self.workers) < self.size:
+            self.started += 1
+            self.workers.append(Worker(self.settings, self.folder / f"w{self.started}.log"))
+
+    async def until(self, done: Callable[[int], bool], timeout_s: float = 120) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline:
+            self._top_up()
+            try:
+                if done(await _consumed(self.settings)):
+                    return
+            except (OSError, asyncpg.PostgresError):
+                pass  # PostgreSQL is restarting.
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"no progress within {timeout_s}s:\n{self.workers[0].log_tail()}")
+
+    def leave(self) -> None:
+        """One worker leaves for good (SIGTERM); the others take its partitions."""
+        self.workers.pop(0).stop()
+        self.size -= 1
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
