@@ -135,6 +135,7 @@ class _Throughput:
 def faust_app(settings: Settings, group: str) -> faust.App:
     """A faust app as every worker of ours configures it: no tables, no web server, no
     leader topic, and a short session so a killed worker's partitions move on quickly."""
+    _worker_dir(settings).mkdir(parents=True, exist_ok=True)
     return faust.App(
         group,
         broker=f"kafka://{settings.bootstrap}",
@@ -325,7 +326,6 @@ def run_worker(settings: Settings, *, apply_accepted: ApplyHook = apply_nothing)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     loop.run_until_complete(check_ready(settings))
-    _worker_dir(settings).mkdir(parents=True, exist_ok=True)
     failures: list[BaseException] = []
 
     def fatal(exc: BaseException) -> None:
