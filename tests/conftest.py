@@ -16,7 +16,9 @@ import pytest
 
 from schemas.settings import Settings, load_settings
 
-TEMPLATE_DB = "incentives_test_template"
+# One template per test session, so that sessions running side by side (and migrations
+# added meanwhile) do not disturb each other.
+TEMPLATE_DB = f"incentives_test_template_{os.getpid()}"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -35,6 +37,19 @@ def stack_settings() -> Iterator[Settings]:
     stack.up(settings)
     asyncio.run(_make_template(settings))
     yield settings
+    asyncio.run(_drop_template(settings))
+
+
+async def _drop_template(settings: Settings) -> None:
+    import asyncpg
+
+    from stack.postgres import admin_dsn
+
+    admin = await asyncpg.connect(admin_dsn(settings, "postgres"))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 async def _make_template(settings: Settings) -> None:
