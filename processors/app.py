@@ -23,6 +23,13 @@ If a batch fails it is rolled back and the worker stops (exit status 1) instead 
 consuming on, since what it consumes next would lie past the failed batch; a restarted
 worker resumes from PostgreSQL.
 
+Periods and time-driven work: a faust timer (every second) lets ``processors.clock`` send a
+``ClosePeriod`` or an ``AdvanceClock`` to the commands topic once event time on every
+partition has passed a month's end (plus grace) or the next clock step; they are applied
+like any command. A batch holding such a command for every partner takes the writers' lock
+exclusively (``processors.ingest_store.hold_writers``), so its place in ``arrival_seq`` is
+its place in every partner's history.
+
 ``run_worker(settings)`` is the entry point (``incentives worker``); the program engine is
 plugged in through its ``apply_accepted`` hook.
 """
@@ -33,6 +40,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,7 +51,8 @@ import faust
 from aiokafka import AIOKafkaProducer
 from faust.types import TP
 
-from processors import deadletters, positions
+from processors import deadletters, positions, refusals
+from processors.clock import Timer
 from processors.ingest import (
     ApplyHook,
     BatchProcessor,
@@ -51,7 +60,10 @@ from processors.ingest import (
     SourceMessage,
     apply_nothing,
 )
+from processors.observability import RecordTally, Telemetry, batch_fields, logging_config
 from processors.offsets import partitions
+from processors.operations import Operations, bind
+from schemas.outcomes import REFUSALS
 from schemas.settings import Settings
 from schemas.streams import COMMANDS, PARTNERS, SALES, SURVEYS, TRAININGS
 
@@ -63,6 +75,8 @@ REPORT_INTERVAL_S = 10.0
 # How often, and how long at most, the PostgreSQL positions are committed to Kafka.
 MIRROR_INTERVAL_S = 1.0
 MIRROR_TIMEOUT_S = 10.0
+# How often the timer looks whether event time has made a close or a clock advance due.
+TIMER_INTERVAL_S = 1.0
 
 
 class WorkerError(Exception):
@@ -81,7 +95,7 @@ class _Resources:
     async def pool(self) -> asyncpg.Pool:
         async with self._lock:
             if self._pool is None:
-                self._pool = await asyncpg.create_pool(self._settings.dsn, min_size=1, max_size=2)
+                self._pool = await asyncpg.create_pool(self._settings.dsn, min_size=1, max_size=3)
             return self._pool
 
     async def producer(self) -> AIOKafkaProducer:
@@ -128,6 +142,10 @@ class _Throughput:
                 " %d dead letters, %d parked",
                 self.messages, elapsed, self.messages / elapsed, self.applied,
                 self.duplicates, self.dead, self.parked,
+                extra={"messages": self.messages, "seconds": round(elapsed, 3),
+                       "per_second": round(self.messages / elapsed, 1),
+                       "applied": self.applied, "duplicates": self.duplicates,
+                       "dead_letters": self.dead, "parked": self.parked},
             )  # fmt: skip
             self._reset()
 
@@ -155,11 +173,16 @@ def faust_app(settings: Settings, group: str) -> faust.App:
 def build_app(
     settings: Settings,
     *,
+    partition_count: int,
     apply_accepted: ApplyHook = apply_nothing,
     on_fatal: Callable[[BaseException], None] | None = None,
+    tally: RecordTally | None = None,
+    metrics_socket: socket.socket | None = None,
 ) -> faust.App:
     """The worker's faust app. ``on_fatal`` is called when a batch fails (after which the
-    agent consumes nothing more); the entry point stops the worker then."""
+    agent consumes nothing more); the entry point stops the worker then. ``tally`` is where
+    ``apply_accepted`` counts the ledger records it appends; with ``metrics_socket`` the
+    app serves /metrics and /health on it (``processors.operations``)."""
     topics = {settings.topic(stream): stream for stream in SOURCE_STREAMS}
     group = settings.consumer_group
     app = faust_app(settings, group)
@@ -172,8 +195,14 @@ def build_app(
         group=group, streams=topics, limits=settings.limits(), apply_accepted=apply_accepted
     )
     resources = _Resources(settings)
+    timer = Timer(settings, list(topics), partition_count)
     dead_topic = settings.topic(deadletters.DEADLETTERS)
+    refusals_topic = settings.topic(REFUSALS)
     within_s = settings.batch_within_ms / 1000
+    telemetry = Telemetry(topics.values())
+    tally = tally or RecordTally()
+    if metrics_socket is not None:
+        Operations(settings, telemetry, topics, metrics_socket).attach(app)
 
     @app.on_partitions_assigned.connect
     async def resume(sender: Any, assigned: set[Any], **_: Any) -> None:
@@ -186,16 +215,24 @@ def build_app(
         # (Recovery.perform_seek), overriding any seek made here. So the positions stored in
         # PostgreSQL are committed to Kafka now, and that is where consumption resumes.
         await mirror_positions(app, {tp: stored.get((tp.topic, tp.partition), 0) for tp in mine})
+        telemetry.partitions_assigned(len(mine))
         log.info(
             "assigned %d source partitions; resuming from positions stored in PostgreSQL"
             " (%d messages consumed so far)",
             len(mine), sum(stored.values()),
         )  # fmt: skip
         await _publish_dead_letters(resources, dead_topic, pairs)
+        # Refusals a worker committed but did not publish before it died go out now.
+        await _publish_refusals(resources, refusals_topic, pairs)
 
     @app.on_before_shutdown.connect
     async def close(sender: Any, **_: Any) -> None:
         await resources.close()
+
+    @app.timer(interval=TIMER_INTERVAL_S)
+    async def send_due_commands() -> None:
+        # Every worker looks; the clock_state row lets one send, the others find it done.
+        await _tick(resources, timer)
 
     @app.agent(source)
     async def ingest(stream: faust.StreamT[bytes]) -> None:
@@ -208,11 +245,13 @@ def build_app(
                 SourceMessage(m.topic, m.partition, m.offset, m.key, m.value)
                 for m in (e.message for e in events)
             ]
+            started = time.monotonic()
             try:
                 pool = await resources.pool()
                 async with pool.acquire() as conn:
                     report = await processor.process(conn, batch)
             except Exception as exc:
+                telemetry.batch_failed(exc)
                 first = batch[0]
                 log.critical(
                     "batch of %d messages from %s/%s@%s failed and was rolled back; the"
@@ -223,6 +262,8 @@ def build_app(
                 if on_fatal is not None:
                     on_fatal(exc)
                 return
+            records = tally.take()
+            telemetry.batch_committed(report, time.monotonic() - started, records)
             throughput.add(report)
             unmirrored.update({TP(t, p): n for (t, p), n in report.positions.items()})
             if time.monotonic() - mirrored_at >= MIRROR_INTERVAL_S:
@@ -234,11 +275,14 @@ def build_app(
                     "batch of %d: %d applied (%d released from parking), %d duplicates,"
                     " %d parked, dead letters %s",
                     report.messages, report.applied, report.released, report.duplicates,
-                    report.parked, _codes(report),
+                    report.parked, _codes(report), extra=batch_fields(report, records),
                 )  # fmt: skip
             if report.dead_letters:
                 sources = {(d.topic, d.partition) for d in report.dead_letters}
                 await _publish_dead_letters(resources, dead_topic, sources)
+            if report.refused:
+                sources = {(a.topic, a.partition) for a in report.refused}
+                await _publish_refusals(resources, refusals_topic, sources)
 
     return app
 
@@ -257,6 +301,16 @@ async def mirror_positions(app: faust.App, offsets: dict[TP, int]) -> None:
         await asyncio.wait_for(app.consumer._commit(offsets), timeout=MIRROR_TIMEOUT_S)
     except Exception as exc:
         log.warning("could not commit positions to Kafka (%r); they stay in PostgreSQL", exc)
+
+
+async def _tick(resources: _Resources, timer: Timer) -> None:
+    # The timer's state is in PostgreSQL; a failed tick is retried after the next batch.
+    try:
+        pool = await resources.pool()
+        async with pool.acquire() as conn:
+            await timer.tick(conn, await resources.producer())
+    except Exception as exc:
+        log.warning("timer: could not send due commands yet: %r", exc)
 
 
 def _codes(report: BatchReport) -> dict[str, int]:
@@ -284,9 +338,21 @@ async def _publish_dead_letters(
         log.error("dead letters not yet published to %s: %r", dead_topic, exc)
 
 
-async def check_ready(settings: Settings) -> None:
+async def _publish_refusals(resources: _Resources, topic: str, sources: Any) -> None:
+    # As for dead letters: the refusals are committed, so a failure here only delays them
+    # until the next batch that refuses a command from these partitions, or the next
+    # assignment.
+    try:
+        pool = await resources.pool()
+        async with pool.acquire() as conn:
+            await refusals.publish_pending(conn, await resources.producer(), topic, sources)
+    except Exception as exc:
+        log.error("refusals not yet published to %s: %r", topic, exc)
+
+
+async def check_ready(settings: Settings) -> int:
     """Refuse to start on a database without the ingestion tables or with source topics
-    that are missing or not co-partitioned."""
+    that are missing or not co-partitioned; return their number of partitions."""
     conn = await asyncpg.connect(settings.dsn)
     try:
         missing = await conn.fetchval("SELECT to_regclass('ingest_log') IS NULL")
@@ -310,6 +376,7 @@ async def check_ready(settings: Settings) -> None:
             "the source topics must have the same number of partitions, so that one partner's"
             f" events on every topic go to one worker; they have {shown}"
         )
+    return next(iter(counts.values()))
 
 
 # Our lines at INFO (assignments, throughput, batches with dead letters); faust's own and its
@@ -320,12 +387,18 @@ _LOGGING: dict[str, Any] = {
 }
 
 
-def run_worker(settings: Settings, *, apply_accepted: ApplyHook = apply_nothing) -> int:
-    """Run a worker until it is stopped (SIGTERM/SIGINT: exit 0) or a batch fails (exit 1)."""
+def run_worker(
+    settings: Settings,
+    *,
+    apply_accepted: ApplyHook = apply_nothing,
+    tally: RecordTally | None = None,
+) -> int:
+    """Run a worker until it is stopped (SIGTERM/SIGINT: exit 0) or a batch fails (exit 1).
+    ``tally`` is where ``apply_accepted`` counts the ledger records it appends."""
     # faust runs on the thread's current loop; the start-up checks use the same one.
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    loop.run_until_complete(check_ready(settings))
+    partition_count = loop.run_until_complete(check_ready(settings))
     failures: list[BaseException] = []
 
     def fatal(exc: BaseException) -> None:
@@ -333,14 +406,22 @@ def run_worker(settings: Settings, *, apply_accepted: ApplyHook = apply_nothing)
         # The worker's own SIGTERM handler stops it cleanly (consumer, pool, producer).
         os.kill(os.getpid(), signal.SIGTERM)
 
-    app = build_app(settings, apply_accepted=apply_accepted, on_fatal=fatal)
+    # Bound now, so that a port in use stops the worker before it joins the group.
+    metrics_socket = bind(settings.metrics_host, settings.metrics_port)
+    app = build_app(
+        settings, partition_count=partition_count, apply_accepted=apply_accepted, on_fatal=fatal,
+        tally=tally, metrics_socket=metrics_socket,
+    )  # fmt: skip
     worker = faust.Worker(
-        app, loop=loop, loglevel="INFO", quiet=True, logging_config=_LOGGING
-    )
+        app, loop=loop, loglevel="INFO", quiet=True,
+        logging_config=logging_config(settings.log_format, _LOGGING),
+    )  # fmt: skip
     try:
         worker.execute_from_commandline()
     except SystemExit as exit_:
         status = exit_.code if isinstance(exit_.code, int) else 1
     else:  # pragma: no cover - execute_from_commandline always raises SystemExit
         status = 0
+    finally:
+        metrics_socket.close()
     return 1 if failures else status

@@ -56,9 +56,13 @@ def _positive(text: str) -> int:
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from processors import ledger_writer
     from processors.app import WorkerError, run_worker
+    from processors.observability import RecordTally
 
+    tally = RecordTally()  # the ledger records each batch appended, for the metrics
     try:
-        return run_worker(settings, apply_accepted=ledger_writer.hook())
+        return run_worker(
+            settings, apply_accepted=ledger_writer.hook(on_appended=tally.add), tally=tally
+        )
     except (WorkerError, OSError, asyncpg.PostgresError, KafkaError) as exc:
         print(f"incentives worker: {exc}", file=sys.stderr)
         return 2

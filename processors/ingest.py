@@ -45,7 +45,7 @@ from processors import ingest_store as store
 from processors import positions
 from processors.ingest_checks import OrderBook, OrderKey, check_key
 from schemas.codec import Limits, RejectCode, Rejection, decode, encode, fingerprint
-from schemas.commands import ClosePeriod
+from schemas.commands import ALL_PARTNER_COMMANDS
 from schemas.events import PartnerRegistered, SaleRecorded, SaleReversed
 from schemas.streams import Message, get_stream
 
@@ -110,12 +110,15 @@ class DeadLetter:
 
 # The hook through which the program engine runs inside the batch's transaction. It gets
 # the batch's connection (in the transaction) and the accepted events in acceptance order,
-# and appends ledger records; raising rolls the whole batch back.
-ApplyHook = Callable[[asyncpg.Connection, list[Accepted]], Awaitable[None]]
+# and appends ledger records; raising rolls the whole batch back. It returns the accepted
+# commands the rules refused (their reasons are in command_refusals, an outbox that the
+# worker publishes once the batch has committed).
+ApplyHook = Callable[[asyncpg.Connection, list[Accepted]], Awaitable[list[Accepted]]]
 
 
-async def apply_nothing(conn: asyncpg.Connection, accepted: list[Accepted]) -> None:
+async def apply_nothing(conn: asyncpg.Connection, accepted: list[Accepted]) -> list[Accepted]:
     """The default hook: ingestion only (until the engine is plugged in)."""
+    return []
 
 
 @dataclass(slots=True)
@@ -131,6 +134,11 @@ class BatchReport:
     parked: int = 0
     dead_letters: list[DeadLetter] = field(default_factory=list)
     positions: dict[TopicPartition, int] = field(default_factory=dict)
+    # Accepted commands the rules refused (``apply_accepted``'s answer).
+    refused: list[Accepted] = field(default_factory=list)
+    # (stream, outcome) -> messages of this batch, by their outcome at its commit (as the
+    # ingest_log rows it inserts say); the worker's metrics count these.
+    outcomes: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 class BatchProcessor:
@@ -166,20 +174,32 @@ class BatchProcessor:
             before = await positions.lock(conn, self.group, tps)
             fresh, after = _above_positions(messages, before)
             report.below_position = len(messages) - len(fresh)
+            if report.below_position:
+                # A stale worker (its partitions moved on in a rebalance while it consumed)
+                # waited on the position rows above and finds its messages written by the
+                # new owner; a restarted worker finds those Kafka delivered again.
+                log.warning(
+                    "dropped %d of %d messages of %s: below the positions stored in PostgreSQL,"
+                    " already written by another worker or an earlier run (stale worker or"
+                    " redelivery)",
+                    report.below_position, len(messages), _ranges(messages, before),
+                )  # fmt: skip
             if fresh:
-                await self._process_fresh(conn, fresh, report)
-                await positions.advance(conn, self.group, before, after)
+                event_times = await self._process_fresh(conn, fresh, report)
+                await positions.advance(conn, self.group, before, after, event_times)
             report.positions = after
         return report
 
     async def _process_fresh(
         self, conn: asyncpg.Connection, messages: list[SourceMessage], report: BatchReport
-    ) -> None:
+    ) -> dict[TopicPartition, datetime]:
+        """Judge, record and apply the batch; return the latest event time per partition."""
         now = self.clock()
         decoded = [
             decode(self.streams[m.topic], m.value, now=now, limits=self.limits) for m in messages
         ]
         events = [d for d in decoded if not isinstance(d, Rejection)]
+        await store.hold_writers(conn, exclusive=any(_for_everyone(e) for e in events))
         known = await store.known_events(conn, [e.event_id for e in events])
         registered = await store.registered(conn, (e.partner_id for e in events))
         registering = {
@@ -201,13 +221,22 @@ class BatchProcessor:
         await self._write(conn, walk)
         accepted = walk.accepted_with_seqs(await store.arrival_seqs(conn, len(walk.accepted)))
         await store.copy_rows(conn, "inbox", store.INBOX_COLUMNS, [_inbox_row(a) for a in accepted])
-        await self.apply_accepted(conn, accepted)
+        report.refused = await self.apply_accepted(conn, accepted)
 
         report.applied = len(accepted)
         report.released = sum(a.released for a in accepted)
         report.duplicates = walk.duplicates
         report.parked = sum(1 for p in walk.new_parked if p.outcome is None)
         report.dead_letters = walk.dead
+        for row in walk.log:  # [topic, partition, offset, stream, event_id, outcome, ...]
+            key = (row[3], row[5])
+            report.outcomes[key] = report.outcomes.get(key, 0) + 1
+        event_times: dict[TopicPartition, datetime] = {}
+        for m, result in zip(messages, decoded, strict=True):
+            if not isinstance(result, Rejection):
+                tp = (m.topic, m.partition)
+                event_times[tp] = max(event_times.get(tp, result.occurred_at), result.occurred_at)
+        return event_times
 
     async def _write(self, conn: asyncpg.Connection, walk: _Walk) -> None:
         await store.copy_rows(conn, "ingest_log", store.LOG_COLUMNS, walk.log)
@@ -222,6 +251,16 @@ class BatchProcessor:
             conn, "registered_partners", store.REGISTERED_COLUMNS, walk.new_partners
         )
         await store.upsert_order_lines(conn, list(walk.orders.changed()))
+
+
+def _ranges(messages: Sequence[SourceMessage], before: Mapping[TopicPartition, int]) -> str:
+    """The dropped offsets per partition, e.g. ``sales/3@120-141``, for the log."""
+    spans: dict[TopicPartition, list[int]] = {}
+    for m in messages:
+        tp = (m.topic, m.partition)
+        if m.offset < before[tp]:
+            spans.setdefault(tp, []).append(m.offset)
+    return ", ".join(f"{t}/{p}@{min(o)}-{max(o)}" for (t, p), o in sorted(spans.items()))
 
 
 def _above_positions(
@@ -448,7 +487,11 @@ class _Walk:
 
 def _needs_partner(message: Message) -> bool:
     # A registration creates its partner; a period close concerns every partner ("*").
-    return not isinstance(message, PartnerRegistered | ClosePeriod)
+    return not isinstance(message, PartnerRegistered) and not _for_everyone(message)
+
+
+def _for_everyone(message: Message) -> bool:
+    return isinstance(message, ALL_PARTNER_COMMANDS)
 
 
 def _conflict(message: Message, first: bytes, fp: bytes) -> Rejection:

@@ -123,6 +123,28 @@ async def order_lines(conn: asyncpg.Connection, keys: Iterable[OrderKey]) -> dic
     }
 
 
+# An arbitrary, fixed key for the writers' advisory lock: "incentives apply order".
+WRITERS_LOCK_KEY = 7_340_212
+
+
+async def hold_writers(conn: asyncpg.Connection, *, exclusive: bool) -> None:
+    """Take the writers' lock for the rest of the batch's transaction: shared for a batch of
+    partner events, exclusive for a batch with a command for every partner.
+
+    A replay applies the inbox in ``arrival_seq`` order. Batches of different partitions
+    run side by side, and a period close or clock advance reads and changes every partner,
+    so its place in ``arrival_seq`` must also be its place in every partner's history: no
+    batch may hold arrival numbers below the close's and commit after it, or above and
+    before. The lock is taken before arrival numbers are drawn and held until commit, so
+    the exclusive batch waits for every batch that drew numbers before it, and every batch
+    that comes later draws numbers after it.
+    """
+    if exclusive:
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", WRITERS_LOCK_KEY)
+    else:
+        await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", WRITERS_LOCK_KEY)
+
+
 async def arrival_seqs(conn: asyncpg.Connection, count: int) -> list[int]:
     """``count`` increasing values of the inbox's arrival sequence, in one round trip."""
     if count == 0:

@@ -6,6 +6,13 @@ same pure code the auditor's replay uses), appends the sealed records, and store
 partner states, program spend and refusals. Everything commits or rolls back with the
 batch's inbox rows and consumer positions.
 
+Orders (what each sale line earned, for exact clawbacks) are the bulk of a busy partner's
+state, so they are stored apart, one row each in ``partner_orders``: a batch reads only the
+orders its sales and reversals name and writes back only those. The engine treats an order
+past the partner's pruning day as gone whether it is loaded or not
+(``engine.state.visible_order``), so this gives the records a replay holding every order
+in memory gives.
+
 Concurrency: the partner rows are locked (in partner id order, so two writers cannot
 deadlock on them) before they are read, so a second writer of the same partners waits and
 then sees the first one's heads. A zombie whose view is stale still fails on the chain
@@ -18,14 +25,25 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
+import msgspec
 
+import projections
 from ledger import program_store
 from ledger.core import GENESIS_HASH, ChainHead
 from ledger.store import append
-from processors.engine import CompiledProgram, compile_program, decode_state, encode_state
+from processors.engine import (
+    CompiledProgram,
+    compile_program,
+    decode_order,
+    decode_state,
+    encode_order,
+    encode_state,
+    next_due,
+)
 from processors.ingest import Accepted
 from processors.runner import Books, Outcome, run
-from schemas.commands import ClosePeriod
+from schemas.commands import ALL_PARTNER_COMMANDS, AdvanceClock, ClosePeriod
+from schemas.events import SaleRecorded, SaleReversed
 from schemas.streams import Message
 
 log = logging.getLogger(__name__)
@@ -37,15 +55,32 @@ ON CONFLICT (partner_id) DO NOTHING
 """
 _LOCK_SOME = """
 SELECT partner_id, head_seq, head_hash, state FROM partner_state
-WHERE partner_id = ANY($1::text[]) ORDER BY partner_id FOR UPDATE
+WHERE partner_id = ANY($1::text[]) OR next_due_at <= $2
+ORDER BY partner_id FOR UPDATE
 """
 _LOCK_ALL = """
 SELECT partner_id, head_seq, head_hash, state FROM partner_state
 ORDER BY partner_id FOR UPDATE
 """
+_LOAD_ORDERS = """
+SELECT o.partner_id, o.order_id, o.state FROM partner_orders o
+JOIN unnest($1::text[], $2::text[]) AS k(partner_id, order_id)
+  ON o.partner_id = k.partner_id AND o.order_id = k.order_id
+"""
+_SAVE_ORDERS = """
+INSERT INTO partner_orders (partner_id, order_id, keep_until, state)
+SELECT * FROM unnest($1::text[], $2::text[], $3::date[], $4::text[]::jsonb[])
+ON CONFLICT (partner_id, order_id)
+DO UPDATE SET keep_until = EXCLUDED.keep_until, state = EXCLUDED.state
+"""
+_PURGE_ORDERS = """
+DELETE FROM partner_orders o USING unnest($1::text[], $2::date[]) AS u(partner_id, pruned_on)
+WHERE o.partner_id = u.partner_id AND o.keep_until < u.pruned_on
+"""
 _SAVE_STATES = """
-UPDATE partner_state s SET state = u.state::jsonb, updated_at = now()
-FROM unnest($1::text[], $2::text[]) AS u(partner_id, state)
+UPDATE partner_state s SET state = u.state::jsonb, next_due_at = u.next_due_at,
+                           updated_at = now()
+FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(partner_id, state, next_due_at)
 WHERE s.partner_id = u.partner_id
 """
 
@@ -70,12 +105,23 @@ class Programs:
         return self.compiled
 
 
-def hook() -> Callable[[asyncpg.Connection, list[Accepted]], Awaitable[None]]:
-    """The ingest stage's apply hook: accepted events, in acceptance order, to the ledger."""
+def hook(
+    on_appended: Callable[[int], None] | None = None,
+) -> Callable[[asyncpg.Connection, list[Accepted]], Awaitable[list[Accepted]]]:
+    """The ingest stage's apply hook: accepted events, in acceptance order, to the ledger.
+
+    It answers with the accepted commands the rules refused, so that the worker knows,
+    after the commit, from which partitions there are refusals to publish. The number of
+    ledger records each call appended goes to ``on_appended`` (the worker's metrics; see
+    ``processors.observability.RecordTally``)."""
     programs = Programs()
 
-    async def apply_accepted(conn: asyncpg.Connection, accepted: list[Accepted]) -> None:
-        await write(conn, [a.message for a in accepted], await programs.refresh(conn))
+    async def apply_accepted(conn: asyncpg.Connection, accepted: list[Accepted]) -> list[Accepted]:
+        outcome = await write(conn, [a.message for a in accepted], await programs.refresh(conn))
+        if on_appended is not None:
+            on_appended(len(outcome.records))
+        refused = {r.message.event_id for r in outcome.refused}
+        return [a for a in accepted if a.message.event_id in refused]
 
     return apply_accepted
 
@@ -91,21 +137,36 @@ async def write(
     budgets_before = dict(books.budgets)
     outcome = run(messages, books, programs)
     await append(conn, outcome.records)
+    await projections.apply(conn, outcome.records, {p: books.states[p] for p in outcome.touched})
     await _save(conn, books, outcome, budgets_before)
     return outcome
 
 
 async def _load(conn: asyncpg.Connection, messages: Sequence[Message]) -> Books:
-    partners = sorted({m.partner_id for m in messages if not isinstance(m, ClosePeriod)})
+    """Lock and load what the messages concern: their partners; every partner for a period
+    close; for a clock advance also every partner with work due by then."""
+    partners = sorted({m.partner_id for m in messages if not isinstance(m, ALL_PARTNER_COMMANDS)})
     await conn.execute(_ENSURE_ROWS, partners, GENESIS_HASH)
-    closing = any(isinstance(m, ClosePeriod) for m in messages)
-    rows = await (conn.fetch(_LOCK_ALL) if closing else conn.fetch(_LOCK_SOME, partners))
+    if any(isinstance(m, ClosePeriod) for m in messages):
+        rows = await conn.fetch(_LOCK_ALL)
+    else:
+        advances = [m.occurred_at for m in messages if isinstance(m, AdvanceClock)]
+        rows = await conn.fetch(_LOCK_SOME, partners, max(advances, default=None))
     books = Books()
     for row in rows:
         pid = row["partner_id"]
         books.heads[pid] = ChainHead(pid, row["head_seq"], row["head_hash"])
         if row["state"] not in (None, "{}"):
             books.states[pid] = decode_state(row["state"])
+    # Orders are stored apart (partner_orders); only those the messages name are read.
+    named = sorted(
+        {(m.partner_id, m.order_id) for m in messages if isinstance(m, SaleRecorded | SaleReversed)}
+    )
+    if named:
+        for row in await conn.fetch(_LOAD_ORDERS, [p for p, _ in named], [o for _, o in named]):
+            state = books.states.get(row["partner_id"])
+            if state is not None:  # an order is only ever written with its partner's state
+                state.orders.setdefault(row["order_id"], decode_order(row["state"]))
     for row in await conn.fetch(
         "SELECT program_id, version, spent FROM program_spend ORDER BY 1, 2 FOR UPDATE"
     ):
@@ -120,10 +181,30 @@ async def _save(
     budgets_before: dict[tuple[str, int], int],
 ) -> None:
     touched = sorted(outcome.touched)
+    states = [books.states[p] for p in touched]
+    # The orders the batch read or made (changed or not), then the state without them.
+    orders = [(s.partner_id, o) for s in states for _, o in sorted(s.orders.items())]
+    if orders:
+        await conn.execute(
+            _SAVE_ORDERS,
+            [p for p, _ in orders],
+            [o.order_id for _, o in orders],
+            [o.keep_until for _, o in orders],
+            [encode_order(o).decode() for _, o in orders],
+        )
+    pruned = [s for s in states if s.pruned_on is not None]
+    if pruned:
+        await conn.execute(
+            _PURGE_ORDERS, [s.partner_id for s in pruned], [s.pruned_on for s in pruned]
+        )
     await conn.execute(
-        _SAVE_STATES, touched, [encode_state(books.states[p]).decode() for p in touched]
+        _SAVE_STATES,
+        touched,
+        [encode_state(msgspec.structs.replace(s, orders={})).decode() for s in states],
+        [next_due(s) for s in states],
     )
-    changed = [(k, v) for k, v in books.budgets.items() if budgets_before.get(k) != v]
+    # In key order, like every lock this stage takes, so two writers cannot deadlock.
+    changed = sorted((k, v) for k, v in books.budgets.items() if budgets_before.get(k) != v)
     if changed:
         await conn.executemany(
             """INSERT INTO program_spend (program_id, version, spent) VALUES ($1, $2, $3)

@@ -9,6 +9,7 @@ Kafka still delivers (a redelivery after a crash, a race with the seek) are drop
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 
 import asyncpg
 
@@ -63,12 +64,17 @@ async def advance(
     group: str,
     before: Mapping[TopicPartition, int],
     after: Mapping[TopicPartition, int],
+    event_times: Mapping[TopicPartition, datetime],
 ) -> None:
+    """Store the positions after the batch and the latest event time seen per partition
+    (it only moves forward: a late event does not take a partition's event time back)."""
     for tp, next_offset in after.items():
         # Offsets only move forward; a smaller one would mean the batch logic is wrong.
         assert next_offset >= before.get(tp, 0), (tp, before.get(tp), next_offset)
     await conn.executemany(
-        """UPDATE consumer_positions SET next_offset = $4, updated_at = now()
+        """UPDATE consumer_positions
+           SET next_offset = $4, updated_at = now(),
+               event_time = GREATEST(event_time, $5::timestamptz)
            WHERE group_id = $1 AND topic = $2 AND partition = $3""",
-        [(group, t, p, off) for (t, p), off in after.items()],
+        [(group, t, p, off, event_times.get((t, p))) for (t, p), off in after.items()],
     )

@@ -6,10 +6,11 @@ auditor's replay calls it over the stored events in their stored order; the faul
 reference ledger is computed by it offline. Same inputs in the same order, same records,
 ids and hashes.
 
-Time-driven work is driven by event time, so that it lands in the same place in every
-chain whether the ledger is built live or replayed: before a partner's event is applied,
-the holds that ended and the lots that lapsed by that event's ``occurred_at`` are posted
-(``engine.due``); a period close first does the same for every partner as of the close.
+Time-driven work is driven by the inputs' time, so that it lands in the same place in
+every chain whether the ledger is built live or replayed: before a partner's event is
+applied, the holds that ended and the lots that lapsed by that event's ``occurred_at`` are
+posted (``engine.due``); an ``AdvanceClock`` does the same for every partner with work due
+by its time (``engine.next_due``), and a period close for every partner as of the close.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from processors.engine import (
     close_period,
     due,
     new_state,
+    next_due,
     spend_of,
 )
-from schemas.commands import ClosePeriod
+from schemas.commands import AdvanceClock, ClosePeriod
 from schemas.streams import Message
 
 
@@ -37,7 +39,8 @@ class Books(msgspec.Struct, kw_only=True):
     """What the runner reads and updates: partner states, chain heads and program spend.
 
     The caller loads the partners its inputs concern (every partner when a period close is
-    among them) and writes back those in ``touched``.
+    among them; every partner with work due by then for an ``AdvanceClock``) and writes
+    back those in ``touched``.
     """
 
     states: dict[str, PartnerState] = msgspec.field(default_factory=dict)
@@ -61,6 +64,8 @@ def run(inputs: Iterable[Message], books: Books, programs: Sequence[CompiledProg
     for message in inputs:
         if isinstance(message, ClosePeriod):
             _close(message, books, programs, outcome)
+        elif isinstance(message, AdvanceClock):
+            _advance(message, books, programs, outcome)
         else:
             _apply(message, books, programs, outcome)
     return outcome
@@ -75,7 +80,7 @@ def _apply(
     timed = due(state, message.occurred_at, owned=True)
     result = apply(
         timed.state,
-        message,  # type: ignore[arg-type]  # run() sends ClosePeriod to _close
+        message,  # type: ignore[arg-type]  # run() sends the all-partner commands elsewhere
         programs,
         budgets=books.budgets,
         owned=True,
@@ -83,6 +88,21 @@ def _apply(
     if result.refusal is not None:
         outcome.refused.append(Refused(message=message, refusal=result.refusal))
     _post(pid, [*timed.drafts, *result.drafts], result.state, books, programs, outcome)
+
+
+def _advance(
+    message: AdvanceClock,
+    books: Books,
+    programs: Sequence[CompiledProgram],
+    outcome: Outcome,
+) -> None:
+    # Only partners with something due: the live worker loads just those, and a partner
+    # left alone now is brought up to date by ``due`` before its next input anyway.
+    for pid in sorted(books.states):
+        when = next_due(books.states[pid])
+        if when is not None and when <= message.occurred_at:
+            timed = due(books.states[pid], message.occurred_at, owned=True)
+            _post(pid, timed.drafts, timed.state, books, programs, outcome)
 
 
 def _close(

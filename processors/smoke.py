@@ -95,7 +95,7 @@ async def write_batch(pool: asyncpg.Pool, group: str, events: Sequence[Any]) -> 
                 records=rows,
                 columns=["topic", "partition", "offset", "key", "value"],
             )
-            await positions.advance(conn, group, before, after)
+            await positions.advance(conn, group, before, after, {})
     return len(rows)
 
 

@@ -5,10 +5,11 @@ Commands travel on the ``commands`` stream in the same envelope as events (see
 carried out once, and ``partner_id`` is the Kafka key, so a partner's commands keep their
 order relative to each other.
 
-``ClosePeriod`` is the one command that is not about one partner: closing a period
-settles rankings and competitions that compare partners. Its ``partner_id`` must be the
-reserved value ``"*"`` (``ALL_PARTNERS``), which no real partner id can take (partner ids
-start with a letter or digit), and every other message must name a real partner.
+``ClosePeriod`` and ``AdvanceClock`` are the commands that are not about one partner:
+closing a period settles rankings and competitions that compare partners, and advancing
+the clock posts what fell due for every partner. Their ``partner_id`` must be the reserved
+value ``"*"`` (``ALL_PARTNERS``), which no real partner id can take (partner ids start with
+a letter or digit), and every other message must name a real partner.
 Amounts are integers of minor units of ``currency``; for ``AdjustBalance`` of the asset.
 """
 
@@ -72,6 +73,18 @@ class ClosePeriod(Envelope, kw_only=True, frozen=True):
     program_id: Id | None = None
 
 
+class AdvanceClock(Envelope, kw_only=True, frozen=True):
+    """Post the time-driven work due by ``occurred_at`` for every partner: holds that ended
+    and points or funds that expired, each record dated when it fell due.
+
+    Sent with ``partner_id: "*"``. The worker sends one itself as event time passes
+    (``timer_interval_s``); a scheduler may send one too, e.g. daily with wall-clock time
+    when traffic is quiet. Advancing to a moment already passed changes nothing.
+    """
+
+    partner_id: Literal["*"]
+
+
 class RecordPayout(Envelope, kw_only=True, frozen=True):
     """Finance paid the partner ``amount`` from its available balance; ``reference`` is the
     bank or ERP payment reference."""
@@ -128,7 +141,8 @@ class ClaimFunds(Envelope, kw_only=True, frozen=True):
 
 
 class ApproveClaim(Envelope, kw_only=True, frozen=True):
-    """Approve the partner's claim ``claim_id`` in full."""
+    """Approve the partner's claim ``claim_id`` in full. The ``approver`` must be someone
+    other than the claim's ``submitted_by``; the ledger refuses it otherwise."""
 
     claim_id: Id
     approver: Id
@@ -144,6 +158,7 @@ class RejectClaim(Envelope, kw_only=True, frozen=True):
 
 Command = (
     ClosePeriod
+    | AdvanceClock
     | RecordPayout
     | RedeemPoints
     | AdjustBalance
@@ -153,6 +168,7 @@ Command = (
 )
 COMMAND_TYPES: tuple[type[Envelope], ...] = (
     ClosePeriod,
+    AdvanceClock,
     RecordPayout,
     RedeemPoints,
     AdjustBalance,
@@ -160,3 +176,6 @@ COMMAND_TYPES: tuple[type[Envelope], ...] = (
     ApproveClaim,
     RejectClaim,
 )
+# The commands that concern every partner (``partner_id`` "*"): each is applied with every
+# other writer held off, see processors.ingest.
+ALL_PARTNER_COMMANDS: tuple[type[Envelope], ...] = (ClosePeriod, AdvanceClock)

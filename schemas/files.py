@@ -60,6 +60,7 @@ NATURAL_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "PartnerRegistered": ("partner_id",),
         "PartnerUpdated": ("partner_id", "occurred_at"),
         "ClosePeriod": ("partner_id", "program_id", "period"),
+        "AdvanceClock": ("partner_id", "occurred_at"),
         "RecordPayout": ("partner_id", "reference"),
         "ClaimFunds": ("partner_id", "claim_id"),
         "ApproveClaim": ("partner_id", "claim_id"),

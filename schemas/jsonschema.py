@@ -2,7 +2,9 @@
 
 ``export(directory)`` writes ``<Type>.json`` per message type and ``index.json``, which
 lists the streams, the types each carries, their schema versions and files. Upstream
-teams validate against these before publishing.
+teams validate against these before publishing. The messages the ledger itself publishes
+for senders (``CommandRefused`` on the ``refusals`` stream) are exported too, listed under
+``outcomes`` in the index, so that their consumers can generate or check their readers.
 
 The schemas say as much of the contract as JSON Schema (2020-12) can: types, required
 fields, ``additionalProperties: false`` (unknown fields are rejected), patterns, bounds,
@@ -22,11 +24,14 @@ from typing import Any
 import msgspec
 
 from schemas.commands import AdjustBalance
-from schemas.events import SCALES, Envelope, PartnerUpdated, SaleReversed, SurveyCompleted
+from schemas.events import SCALES, PartnerUpdated, SaleReversed, SurveyCompleted
+from schemas.outcomes import REFUSALS, CommandRefused
 from schemas.streams import ANY, STREAMS, stream_of
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 INDEX = "index.json"
+# What the ledger publishes, per stream; not inputs, so not in schemas.streams.STREAMS.
+OUTCOMES: dict[str, tuple[type[CommandRefused], ...]] = {REFUSALS: (CommandRefused,)}
 
 
 def _survey_scales(definition: dict[str, Any]) -> None:
@@ -61,7 +66,7 @@ def _some_change(definition: dict[str, Any]) -> None:
 
 
 # Cross-field rules of __post_init__ that JSON Schema can express, per type.
-_RULES: dict[type[Envelope], Callable[[dict[str, Any]], None]] = {
+_RULES: dict[type[msgspec.Struct], Callable[[dict[str, Any]], None]] = {
     SurveyCompleted: _survey_scales,
     SaleReversed: _reversal_scope,
     AdjustBalance: _nonzero_amount,
@@ -69,7 +74,7 @@ _RULES: dict[type[Envelope], Callable[[dict[str, Any]], None]] = {
 }
 
 
-def schema_of(message_type: type[Envelope]) -> dict[str, Any]:
+def schema_of(message_type: type[msgspec.Struct]) -> dict[str, Any]:
     """The JSON Schema (2020-12) of one message type, as a dict."""
     schema: dict[str, Any] = msgspec.json.schema(message_type)
     rule = _RULES.get(message_type)
@@ -79,7 +84,8 @@ def schema_of(message_type: type[Envelope]) -> dict[str, Any]:
 
 
 def index() -> dict[str, Any]:
-    """What ``index.json`` holds: streams, and per type its stream, version and file."""
+    """What ``index.json`` holds: streams, and per type its stream, version and file;
+    under ``outcomes`` the same for the types the ledger publishes."""
     return {
         "dialect": DIALECT,
         "key": "partner_id",
@@ -92,6 +98,15 @@ def index() -> dict[str, Any]:
             }
             for t in ANY.types
         },
+        "outcomes": {
+            t.__name__: {
+                "stream": stream,
+                "schema_version": t.SCHEMA_VERSION,
+                "file": f"{t.__name__}.json",
+            }
+            for stream, types in OUTCOMES.items()
+            for t in types
+        },
     }
 
 
@@ -100,7 +115,8 @@ def export(directory: str | Path) -> list[Path]:
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
     written = []
-    for message_type in ANY.types:
+    outcomes = [t for types in OUTCOMES.values() for t in types]
+    for message_type in [*ANY.types, *outcomes]:
         path = target / f"{message_type.__name__}.json"
         path.write_text(_dump(schema_of(message_type)), encoding="utf-8")
         written.append(path)

@@ -16,7 +16,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -50,6 +50,19 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     # A worker's batch: at most this many messages, or what arrived within this time.
     batch_size_max: int = 1000
     batch_within_ms: int = 200
+    # The timer (processors.clock), driven by event time: a month closes by itself once
+    # event time on every partition has passed its end plus this grace (false: only by a
+    # ClosePeriod command), and the clock is advanced in steps of this many seconds (0: never
+    # by itself), posting the holds that ended and the points that expired.
+    auto_close: bool = True
+    close_grace_s: Annotated[int, msgspec.Meta(ge=0)] = 172_800
+    timer_interval_s: Annotated[int, msgspec.Meta(ge=0)] = 86_400
+    # A worker's GET /metrics and GET /health (processors.operations). Every worker on one
+    # machine needs its own port; 0 picks a free one, which the worker logs.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65_535)] = 19_400
+    # Log lines: "text" for a terminal, "json" (one object per line) for a log collector.
+    log_format: Literal["text", "json"] = "text"
 
     @property
     def bootstrap(self) -> str:

@@ -32,7 +32,7 @@ from .common import (
 
 POM = Path(__file__).with_name("pom.xml")
 # Every stream the system consumes or produces; the processors issue adds its internal ones.
-STREAMS = ("sales", "surveys", "trainings", "partners", "commands", "deadletters")
+STREAMS = ("sales", "surveys", "trainings", "partners", "commands", "deadletters", "refusals")
 
 _LOG4J = """\
 log4j.rootLogger=INFO, stdout

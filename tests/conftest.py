@@ -21,10 +21,16 @@ from schemas.settings import Settings, load_settings
 TEMPLATE_DB = f"incentives_test_template_{os.getpid()}"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration" in str(item.path).replace(os.sep, "/"):
             item.add_marker(pytest.mark.integration)
+    # The long fault run (`./dev.sh faults`) runs only when a -m expression names it.
+    if "long_run" not in (config.getoption("markexpr") or ""):
+        long = [item for item in items if item.get_closest_marker("long_run")]
+        if long:
+            config.hook.pytest_deselected(items=long)
+            items[:] = [item for item in items if item not in long]
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,11 @@ Public API
   reversal exceeding the sale, ...) has no drafts and the state it was given.
 - ``close_period("YYYY-MM", program, states, *, budgets={}) -> CloseResult(drafts, states)``:
   period awards of every rule whose period ends with that month, and tier demotions.
-- ``due(state, as_of) -> Result``: holds that ended and points/funds that expired.
+- ``due(state, as_of) -> Result``: holds that ended and points/funds that expired;
+  ``next_due(state)``: when that will next post something.
 - ``spend_of(drafts, program)``: what drafts cost a program's budget, to keep ``Budgets``.
-- ``PartnerState``, ``new_state``, ``encode_state``/``decode_state`` (JSON for storage).
+- ``PartnerState``, ``new_state``, ``encode_state``/``decode_state`` (JSON for storage);
+  ``OrderState`` and ``encode_order``/``decode_order``: the worker stores orders apart.
 
 Decisions (the rules of docs/programs.md, and what they leave open)
 -------------------------------------------------------------------
@@ -66,9 +68,17 @@ from processors.engine.apply import Input, apply, in_effect
 from processors.engine.book import NO_SPEND, Budgets, spend_of
 from processors.engine.close import CloseResult, close_id, close_period
 from processors.engine.compiled import CompiledProgram, compile_program
-from processors.engine.due import due
+from processors.engine.due import due, next_due
 from processors.engine.results import Refusal, RefusalCode, Result
-from processors.engine.state import PartnerState, decode_state, encode_state, new_state
+from processors.engine.state import (
+    OrderState,
+    PartnerState,
+    decode_order,
+    decode_state,
+    encode_order,
+    encode_state,
+    new_state,
+)
 
 __all__ = [
     "NO_SPEND",
@@ -76,6 +86,7 @@ __all__ = [
     "CloseResult",
     "CompiledProgram",
     "Input",
+    "OrderState",
     "PartnerState",
     "Refusal",
     "RefusalCode",
@@ -84,8 +95,11 @@ __all__ = [
     "close_id",
     "close_period",
     "compile_program",
+    "decode_order",
     "decode_state",
     "due",
+    "next_due",
+    "encode_order",
     "encode_state",
     "in_effect",
     "new_state",

@@ -3,7 +3,9 @@
 Each debits the partner's available balance and is refused (a ``Refusal``, no drafts, the
 state unchanged) when the balance does not cover it. Fund claims reserve what they ask:
 a claim above the mdf rule's ``auto_approve_max`` waits for ApproveClaim/RejectClaim, and
-while it waits its amount cannot be claimed or spent again by another claim.
+while it waits its amount cannot be claimed or spent again by another claim. Its approver
+must be someone other than its submitter (``self_approval``), so that no one person both
+asks for fund money and releases it.
 """
 
 from ledger import core
@@ -168,6 +170,11 @@ def approve_claim(book: Book, command: ApproveClaim,
     claim = state.claims.get(command.claim_id)
     if claim is None:
         return _unknown_claim(command.claim_id)
+    if command.approver == claim.submitted_by:
+        return Refusal(code=RefusalCode.SELF_APPROVAL, path="$.approver",
+                       message=f"claim {claim.claim_id!r} was submitted by "
+                       f"{claim.submitted_by!r}: expected another approver, got "
+                       f"{command.approver!r}")
     have = state.available.get(claim.asset, 0)
     if claim.amount > have:
         return _short(claim.asset, have, claim.amount, "$.claim_id")

@@ -40,6 +40,18 @@ def due(state: PartnerState, as_of: dt.datetime,
     return Result(drafts=book.drafts, state=state)
 
 
+def next_due(state: PartnerState) -> dt.datetime | None:
+    """When ``due`` would next post something for this partner: the earliest hold release or
+    lot expiry (00:00 UTC of its day), or None when nothing is pending.
+
+    The live worker stores it beside the state so that an ``AdvanceClock`` loads only the
+    partners with work due; the runner uses it to pick the same partners in a replay.
+    """
+    moments = [h.release_at for h in state.holds]
+    moments += [start_of_day(lot.expires_on) for lot in state.lots]
+    return min(moments, default=None)
+
+
 def _release(book: Book, as_of: dt.datetime) -> None:
     state = book.state
     ended = sorted((h for h in state.holds if h.release_at <= as_of),

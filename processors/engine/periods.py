@@ -8,6 +8,7 @@ is ``occurred_at`` in UTC.
 
 import calendar
 import datetime as dt
+import functools
 from typing import Final
 
 from schemas.programs import Period
@@ -45,10 +46,10 @@ def period_first_month(period: Period, day: dt.date) -> dt.date:
     return dt.date(day.year, (day.month - 1) // size * size + 1, 1)
 
 
-def period_months(period: Period, day: dt.date) -> list[str]:
+def period_months(period: Period, day: dt.date) -> tuple[str, ...]:
     """The month keys of the period containing ``day``, in order."""
     first = period_first_month(period, day)
-    return [month_key(add_months(first, i)) for i in range(MONTHS_PER[period])]
+    return _window(first.year, first.month + MONTHS_PER[period] - 1, MONTHS_PER[period])
 
 
 def period_last_day(period: Period, day: dt.date) -> dt.date:
@@ -69,10 +70,16 @@ def add_months(day: dt.date, months: int) -> dt.date:
     return dt.date(year, month0 + 1, min(day.day, last))
 
 
-def window_months(end: dt.date, count: int) -> list[str]:
+def window_months(end: dt.date, count: int) -> tuple[str, ...]:
     """The ``count`` month keys ending with the month of ``end`` (a rolling window)."""
-    first = dt.date(end.year, end.month, 1)
-    return [month_key(add_months(first, -i)) for i in range(count - 1, -1, -1)]
+    return _window(end.year, end.month, count)
+
+
+@functools.lru_cache(maxsize=1024)
+def _window(year: int, month: int, count: int) -> tuple[str, ...]:
+    # Tier rules measure a window for every event; the same few windows, computed once.
+    last = year * 12 + month - 1
+    return tuple(f"{i // 12:04d}-{i % 12 + 1:02d}" for i in range(last - count + 1, last + 1))
 
 
 def tenure_months(joined_on: dt.date, on: dt.date) -> int:

@@ -24,6 +24,8 @@ class RefusalCode(enum.StrEnum):
     NO_PROGRAM = "no_program"
     UNKNOWN_CLAIM = "unknown_claim"
     DUPLICATE_CLAIM = "duplicate_claim"
+    # Segregation of duties: whoever submitted a claim cannot also approve it.
+    SELF_APPROVAL = "self_approval"
 
 
 class Refusal(msgspec.Struct, frozen=True, kw_only=True):

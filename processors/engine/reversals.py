@@ -29,7 +29,14 @@ from processors.engine.metrics import metric_value
 from processors.engine.money import rounded
 from processors.engine.periods import day_of, month_key, period_key, period_months
 from processors.engine.results import Refusal, RefusalCode
-from processors.engine.state import Earning, LineState, OrderState, counter_key, month
+from processors.engine.state import (
+    Earning,
+    LineState,
+    OrderState,
+    counter_key,
+    month,
+    visible_order,
+)
 from schemas.events import SaleReversed
 from schemas.programs import Metric
 from schemas.programs import Period as PeriodKind
@@ -39,7 +46,7 @@ Part = tuple[LineState, int, int]  # line, quantity reversed, net amount reverse
 
 def reverse_sale(book: Book, event: SaleReversed) -> Refusal | None:
     state = book.state
-    order = state.orders.get(event.order_id)
+    order = visible_order(state, event.order_id)
     if order is None:
         return Refusal(code=RefusalCode.UNKNOWN_ORDER, path="$.order_id",
                        message=f"expected an order recorded for this partner, got "

@@ -25,6 +25,7 @@ from processors.engine.state import (
     LineState,
     OrderState,
     month,
+    visible_order,
 )
 from processors.engine.tiers import current_tier
 from schemas.events import SaleLine, SaleRecorded
@@ -41,12 +42,13 @@ from schemas.programs import (
 
 def record_sale(book: Book, event: SaleRecorded, programs: list[CompiledProgram]) -> Refusal | None:
     state = book.state
-    if event.order_id in state.orders:
+    known = visible_order(state, event.order_id)
+    if known is not None:
         return Refusal(
             code=RefusalCode.DUPLICATE_ORDER,
             path="$.order_id",
             message=f"order {event.order_id!r} was already recorded by event "
-            f"{state.orders[event.order_id].event_id}: expected a new order id",
+            f"{known.event_id}: expected a new order id",
         )
     day = day_of(event.occurred_at)
     first_time = event.customer_id not in state.customers

@@ -173,6 +173,7 @@ class PartnerState(msgspec.Struct, kw_only=True):
     certifications: dict[str, str] = {}  # certification id -> month first earned
     claims: dict[str, Claim] = {}  # claims awaiting approval
     closed: list[str] = []  # "program|version|rule-period" keys already settled
+    pruned_on: dt.date | None = None  # the latest day ``prune`` ran for
 
 
 _ENCODER: Final = msgspec.json.Encoder(order="deterministic")
@@ -186,6 +187,18 @@ def encode_state(state: PartnerState) -> bytes:
 
 def decode_state(data: bytes | str) -> PartnerState:
     return _DECODER.decode(data)
+
+
+_ORDER_DECODER: Final = msgspec.json.Decoder(OrderState)
+
+
+def encode_order(order: OrderState) -> bytes:
+    """The JSON stored in ``partner_orders.state``."""
+    return _ENCODER.encode(order)
+
+
+def decode_order(data: bytes | str) -> OrderState:
+    return _ORDER_DECODER.decode(data)
 
 
 def new_state(partner_id: str) -> PartnerState:
@@ -216,8 +229,29 @@ def counter_key(program_id: str, rule_id: str, period: str) -> str:
     return f"{program_id}|{rule_id}|{period}"
 
 
+def visible_order(state: PartnerState, order_id: str) -> OrderState | None:
+    """The order, unless pruning has passed it.
+
+    An order counts as gone from the day ``prune`` has run for is past its ``keep_until``,
+    whether or not it is still in ``orders``. So the live worker, which loads only the
+    orders a batch names (``partner_orders``), sees exactly what a replay holding every
+    order in memory sees.
+    """
+    order = state.orders.get(order_id)
+    if order is None or (state.pruned_on is not None and order.keep_until < state.pruned_on):
+        return None
+    return order
+
+
 def prune(state: PartnerState, today: dt.date) -> None:
-    """Forget what no rule can need any more (see the module docstring)."""
+    """Forget what no rule can need any more (see the module docstring).
+
+    Once per day of event time: a later event of the same day (or an earlier day) has
+    nothing more to forget, and pruning is linear in what the state holds.
+    """
+    if state.pruned_on is not None and today <= state.pruned_on:
+        return
+    state.pruned_on = today
     oldest_month = month_key(add_months(dt.date(today.year, today.month, 1), -MONTHS_KEPT + 1))
     state.months = {k: v for k, v in state.months.items() if k >= oldest_month}
     oldest_year = str(today.year - 1)

@@ -1,12 +1,15 @@
 """Helpers for the ingestion tests: the worker as a subprocess, raw sends, polling with
-deadlines, and the CLI run as a user runs it. Every wait is bounded and fails with what it
-saw, and a worker that died is reported with the tail of its log rather than waited for."""
+deadlines, the CLI run as a user runs it, and messages as upstream systems write them,
+good and bad (``bad_inputs``, ``stateful_poison``: one of every reject code). Every wait is
+bounded and fails with what it saw, and a worker that died is reported with the tail of its
+log rather than waited for."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -22,9 +25,15 @@ from aiokafka import AIOKafkaProducer
 
 from processors.app import SOURCE_STREAMS
 from processors.offsets import end_offsets
+from schemas.codec import RejectCode
 from schemas.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# Below Kafka's own limit of about 1 MB, so that `too_large` is the worker's verdict; a
+# worker given it as INCENTIVES_MAX_MESSAGE_BYTES rejects ``bad_inputs``' padded sale.
+MAX_MESSAGE_BYTES = 4096
+# Acknowledgements awaited at once by ``send_raw``; bounds memory on a large send.
+SEND_IN_FLIGHT_MAX = 10_000
 
 
 def env_for(settings: Settings, **extra: str) -> dict[str, str]:
@@ -66,6 +75,12 @@ class Worker:
         self.log_path = log_path
         # faust's data folder goes beside the log, not into the shared stack folder.
         env.setdefault("INCENTIVES_STACK_DIR", str(log_path.parent))
+        # A free port for /metrics, so that workers side by side (and other sessions'
+        # workers on this machine) do not fight over the default one.
+        env.setdefault("INCENTIVES_METRICS_PORT", "0")
+        # Workers of one test, and of test sessions side by side, each need their own
+        # metrics port: the system picks a free one unless a test names one.
+        env.setdefault("INCENTIVES_METRICS_PORT", "0")
         with open(log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "processors.cli", "worker"],
@@ -154,20 +169,24 @@ Send = tuple[str, bytes | None, bytes | None]  # (stream, key, value)
 
 async def send_raw(settings: Settings, messages: Sequence[Send]) -> list[tuple[str, int, int]]:
     """Send raw bytes in order, wait for acknowledgement; return (topic, partition, offset)
-    of each message."""
+    of each message. The idempotent producer keeps each partition's messages in the order
+    given; at most SEND_IN_FLIGHT_MAX wait for their acknowledgement at a time."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap, acks="all", enable_idempotence=True
+        bootstrap_servers=settings.bootstrap, acks="all", enable_idempotence=True, linger_ms=5
     )
     await producer.start()
+    coordinates: list[tuple[str, int, int]] = []
     try:
-        futures = [
-            await producer.send(settings.topic(stream), value=value, key=key)
-            for stream, key, value in messages
-        ]
-        sent = await asyncio.gather(*futures)
+        for start in range(0, len(messages), SEND_IN_FLIGHT_MAX):
+            futures = [
+                await producer.send(settings.topic(stream), value=value, key=key)
+                for stream, key, value in messages[start : start + SEND_IN_FLIGHT_MAX]
+            ]
+            sent = await asyncio.gather(*futures)
+            coordinates += [(m.topic, m.partition, m.offset) for m in sent]
     finally:
         await producer.stop()
-    return [(m.topic, m.partition, m.offset) for m in sent]
+    return coordinates
 
 
 async def fetch(settings: Settings, sql: str, *args: Any) -> list[asyncpg.Record]:
@@ -182,8 +201,17 @@ async def fetch(settings: Settings, sql: str, *args: Any) -> list[asyncpg.Record
 # Messages as upstream systems write them (dicts, so tests can break them at will).
 
 
+# Random unless seeded: the fault suite seeds it, so that its traffic is the same each run.
+_ID_SOURCE = random.Random()
+
+
+def seed_ids(seed: int) -> None:
+    """Make the ids ``new_id`` hands out from now on a repeatable sequence."""
+    _ID_SOURCE.seed(seed)
+
+
 def new_id() -> str:
-    return str(uuid.uuid4())
+    return str(uuid.UUID(int=_ID_SOURCE.getrandbits(128), version=4))
 
 
 def registration(partner: str, **fields: Any) -> dict[str, Any]:
@@ -299,3 +327,73 @@ def keyed(stream: str, message: dict[str, Any]) -> Send:
 
 def ids(messages: Iterable[dict[str, Any]]) -> set[uuid.UUID]:
     return {uuid.UUID(m["event_id"]) for m in messages}
+
+
+# ---------------------------------------------------------------------------------------
+# Poison: one message of every reject code, with the code each must be dead-lettered with.
+
+Poison = tuple[str, bytes | None, bytes | None, RejectCode]  # (stream, key, value, code)
+
+
+def bad_inputs(partner: str = "P-1", elsewhere: str = "P-2") -> list[Poison]:
+    """Every kind of bad input of ``partner``, each with the code it must get: the codes
+    decided from the message alone, and a reversal of an order that never existed. With a
+    worker whose max_message_bytes is MAX_MESSAGE_BYTES (the padded sale is too large).
+    ``elsewhere`` keys a message of ``partner`` wrongly (another partner's partition)."""
+    key = partner.encode()
+
+    def broken(message: dict[str, Any], code: RejectCode, stream: str = "sales") -> Poison:
+        return stream, key, as_bytes(message), code
+
+    no_customer = sale(partner, "SO-B1")
+    del no_customer["customer_id"]
+    mixed = sale(partner, "SO-B2")
+    mixed["lines"][0]["currency"] = "USD"
+    naive = sale(partner, "SO-B3", occurred_at="2026-03-02T09:15:00")
+    padded = as_bytes(sale(partner, "SO-B4")) + b" " * MAX_MESSAGE_BYTES
+    bad_utf8 = as_bytes(survey(partner)).replace(b'"C-5531"', b'"C-\xff\xfe"')
+    return [
+        ("sales", key, b'{"type": "SaleRecorded", "event_id": ', RejectCode.NOT_JSON),
+        ("sales", key, b"[1, 2, 3]", RejectCode.NOT_OBJECT),
+        broken({**sale(partner, "SO-B5"), "type": "SaleExploded"}, RejectCode.UNKNOWN_TYPE),
+        broken(no_customer, RejectCode.MISSING_FIELD),
+        broken(sale(partner, "SO-B6", new_customer="yes"), RejectCode.WRONG_TYPE),
+        broken(sale(partner, "SO-B7", discount_code="X1"), RejectCode.UNKNOWN_FIELD),
+        broken(sale(partner, "SO-B8", ("1", -2, 100)), RejectCode.NON_POSITIVE_QUANTITY),
+        broken(sale(partner, "SO-B9", ("1", 0, 100)), RejectCode.NON_POSITIVE_QUANTITY),
+        broken(sale(partner, "SO-B10", ("1", 1, 12.5)), RejectCode.FRACTIONAL_AMOUNT),
+        broken(sale(partner, "SO-B11", currency="EUX"), RejectCode.UNKNOWN_CURRENCY),
+        broken(mixed, RejectCode.CURRENCY_MISMATCH),
+        broken(naive, RejectCode.NAIVE_TIMESTAMP),
+        broken(sale(partner, "SO-B12", occurred_at="2099-01-01T00:00:00Z"),
+               RejectCode.FUTURE_TIMESTAMP),
+        broken(survey(partner, score=9, scale="csat_1_5"), RejectCode.SCORE_OFF_SCALE,
+               "surveys"),
+        broken(reversal(partner, "SO-NEVER"), RejectCode.UNKNOWN_ORDER),
+        ("sales", key, padded, RejectCode.TOO_LARGE),
+        ("sales", key, b"", RejectCode.EMPTY),
+        ("sales", key, None, RejectCode.EMPTY),
+        ("surveys", key, bad_utf8, RejectCode.INVALID_UTF8),
+        # Keyed by another partner: it would sit on another partner's partition.
+        ("trainings", elsewhere.encode(), as_bytes(training(partner)), RejectCode.INVALID_VALUE),
+    ]  # fmt: skip
+
+
+def stateful_poison(sold: dict[str, Any]) -> list[Poison]:
+    """Messages that are bad only against the accepted sale ``sold``: reversals of more
+    quantity or more net amount than its last line has, or in another currency, and a
+    second ``sold`` with other content under the same event id. Sent after ``sold`` on its
+    partition, and with nothing else reversing that line, each gets the code given."""
+    partner, order = sold["partner_id"], sold["order_id"]
+    last = sold["lines"][-1]
+    line, quantity, net = last["line_id"], last["quantity"], last["net_amount"]
+    too_much = reversal(partner, order, (line, quantity + 1, 100))
+    too_much_net = reversal(partner, order, (line, 1, net + 1))
+    other_currency = reversal(partner, order, (line, 1, 100), currency="USD")
+    conflicting = {**sold, "customer_id": "C-OTHER"}
+    return [
+        (*keyed("sales", too_much), RejectCode.REVERSAL_EXCEEDS_SALE),
+        (*keyed("sales", too_much_net), RejectCode.REVERSAL_EXCEEDS_SALE),
+        (*keyed("sales", other_currency), RejectCode.CURRENCY_MISMATCH),
+        (*keyed("sales", conflicting), RejectCode.CONFLICT),
+    ]

@@ -20,8 +20,10 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from ingest_support import (
+    MAX_MESSAGE_BYTES,
     Worker,
     as_bytes,
+    bad_inputs,
     close_period,
     fetch,
     ids,
@@ -32,6 +34,7 @@ from ingest_support import (
     run_cli,
     sale,
     send_raw,
+    stateful_poison,
     survey,
     training,
     wait_consumed,
@@ -42,49 +45,6 @@ from processors.offsets import partitions
 from schemas.codec import RejectCode
 from schemas.settings import Settings
 from stack.kafka import KafkaPaths
-
-# Below Kafka's own limit of about 1 MB, so that `too_large` is the worker's verdict.
-MAX_MESSAGE_BYTES = 4096
-
-
-def bad_inputs() -> list[tuple[str, bytes | None, bytes | None, RejectCode]]:
-    """(stream, key, value, expected code) for every kind of bad input, partner P-1."""
-    key = b"P-1"
-
-    def broken(message: dict[str, Any], code: RejectCode, stream: str = "sales") -> Any:
-        return stream, key, as_bytes(message), code
-
-    no_customer = sale("P-1", "SO-B1")
-    del no_customer["customer_id"]
-    mixed = sale("P-1", "SO-B2")
-    mixed["lines"][0]["currency"] = "USD"
-    naive = sale("P-1", "SO-B3", occurred_at="2026-03-02T09:15:00")
-    padded = as_bytes(sale("P-1", "SO-B4")) + b" " * MAX_MESSAGE_BYTES
-    bad_utf8 = as_bytes(survey("P-1")).replace(b'"C-5531"', b'"C-\xff\xfe"')
-    return [
-        ("sales", key, b'{"type": "SaleRecorded", "event_id": ', RejectCode.NOT_JSON),
-        ("sales", key, b"[1, 2, 3]", RejectCode.NOT_OBJECT),
-        broken({**sale("P-1", "SO-B5"), "type": "SaleExploded"}, RejectCode.UNKNOWN_TYPE),
-        broken(no_customer, RejectCode.MISSING_FIELD),
-        broken(sale("P-1", "SO-B6", new_customer="yes"), RejectCode.WRONG_TYPE),
-        broken(sale("P-1", "SO-B7", discount_code="X1"), RejectCode.UNKNOWN_FIELD),
-        broken(sale("P-1", "SO-B8", ("1", -2, 100)), RejectCode.NON_POSITIVE_QUANTITY),
-        broken(sale("P-1", "SO-B9", ("1", 0, 100)), RejectCode.NON_POSITIVE_QUANTITY),
-        broken(sale("P-1", "SO-B10", ("1", 1, 12.5)), RejectCode.FRACTIONAL_AMOUNT),
-        broken(sale("P-1", "SO-B11", currency="EUX"), RejectCode.UNKNOWN_CURRENCY),
-        broken(mixed, RejectCode.CURRENCY_MISMATCH),
-        broken(naive, RejectCode.NAIVE_TIMESTAMP),
-        broken(sale("P-1", "SO-B12", occurred_at="2099-01-01T00:00:00Z"),
-               RejectCode.FUTURE_TIMESTAMP),
-        broken(survey("P-1", score=9, scale="csat_1_5"), RejectCode.SCORE_OFF_SCALE, "surveys"),
-        broken(reversal("P-1", "SO-NEVER"), RejectCode.UNKNOWN_ORDER),
-        ("sales", key, padded, RejectCode.TOO_LARGE),
-        ("sales", key, b"", RejectCode.EMPTY),
-        ("sales", key, None, RejectCode.EMPTY),
-        ("surveys", key, bad_utf8, RejectCode.INVALID_UTF8),
-        # Keyed by another partner: it would sit on another partner's partition.
-        ("trainings", b"P-2", as_bytes(training("P-1")), RejectCode.INVALID_VALUE),
-    ]  # fmt: skip
 
 
 async def test_every_bad_input_is_dead_lettered_with_its_own_code_and_all_is_accounted_for(
@@ -97,10 +57,6 @@ async def test_every_bad_input_is_dead_lettered_with_its_own_code_and_all_is_acc
     p1, p2 = registration("P-1"), registration("P-2")
     sold = sale("P-1", "SO-1", ("1", 2, 179800), ("2", 10, 12500))
     returned = reversal("P-1", "SO-1", ("1", 1, 89900))
-    too_much = reversal("P-1", "SO-1", ("2", 11, 100))
-    too_much_net = reversal("P-1", "SO-1", ("2", 1, 12501))
-    other_currency = reversal("P-1", "SO-1", ("2", 1, 100), currency="USD")
-    conflicting = {**sold, "customer_id": "C-OTHER"}
     reordered = json.dumps(dict(reversed(list(sold.items()))), indent=2).encode()
     ghost = [("sales", sale("P-GHOST", "SO-G1")), ("surveys", survey("P-GHOST"))]
     valid = [
@@ -109,12 +65,7 @@ async def test_every_bad_input_is_dead_lettered_with_its_own_code_and_all_is_acc
         keyed("trainings", training("P-2")), keyed("commands", payout("P-1")),
         keyed("commands", close_period()), keyed("sales", sale("P-2", "SO-2")),
     ]  # fmt: skip
-    stateful = [
-        (*keyed("sales", too_much), RejectCode.REVERSAL_EXCEEDS_SALE),
-        (*keyed("sales", too_much_net), RejectCode.REVERSAL_EXCEEDS_SALE),
-        (*keyed("sales", other_currency), RejectCode.CURRENCY_MISMATCH),
-        (*keyed("sales", conflicting), RejectCode.CONFLICT),
-    ]
+    stateful = stateful_poison(sold)
     duplicates = [keyed("sales", sold), ("sales", b"P-1", reordered), keyed("partners", p2)]
     bad = bad_inputs() + stateful
     sends = [*valid, *[b[:3] for b in bad], *duplicates, *[keyed(stream, g) for stream, g in ghost]]
@@ -324,9 +275,10 @@ async def test_the_hook_sees_accepted_events_in_order_inside_the_batch_transacti
     copy, conflict = dict(sold), {**sold, "region": "EU-EAST"}
     seen: list[tuple[list[Accepted], bool]] = []
 
-    async def hook(conn: asyncpg.Connection, accepted: list[Accepted]) -> None:
+    async def hook(conn: asyncpg.Connection, accepted: list[Accepted]) -> list[Accepted]:
         inbox = await conn.fetchval("SELECT count(*) FROM inbox")
         seen.append((accepted, conn.is_in_transaction() and inbox == len(accepted)))
+        return []
 
     batch = _messages(
         settings, ("sales", sold), ("sales", copy), ("sales", conflict), ("partners", p1),
@@ -355,7 +307,7 @@ async def test_a_failing_hook_rolls_the_whole_batch_back(settings: Settings) -> 
     class EngineFailed(Exception):
         pass
 
-    async def failing(conn: asyncpg.Connection, accepted: list[Accepted]) -> None:
+    async def failing(conn: asyncpg.Connection, accepted: list[Accepted]) -> list[Accepted]:
         raise EngineFailed("chain head moved")
 
     batch = _messages(settings, ("partners", registration("P-1")), ("sales", b"not json"))

@@ -448,7 +448,7 @@ def test_programming_errors_raise() -> None:
 def test_every_type_is_carried_by_exactly_one_stream() -> None:
     carried = [t for s in STREAMS.values() for t in s.types]
     assert sorted(t.__name__ for t in carried) == sorted(t.__name__ for t in ANY.types)
-    assert len(carried) == len(set(carried)) == 13
+    assert len(carried) == len(set(carried)) == 14
     assert stream_of(SaleRecorded) == "sales" and stream_of(ClosePeriod) == "commands"
     assert set(STREAMS) == {"sales", "surveys", "trainings", "partners", "commands"}
     assert get_stream("surveys").type_names == ("SurveyCompleted",)

@@ -1,8 +1,9 @@
 """The integration guide and the exported JSON Schemas agree with the code.
 
 Every ```json block of docs/integration.md must validate against the exported schema of
-its type and decode; every type must have an example; the guide's tables of streams,
-reason codes and CSV columns must match the code."""
+its type and decode; every type must have an example (the messages the ledger publishes,
+like ``CommandRefused``, too); the guide's tables of streams, reason codes, refusal codes
+and CSV columns must match the code."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from typing import Any
 import jsonschema
 import pytest
 
+from processors.engine import RefusalCode
 from schemas.codec import Limits, RejectCode, Rejection, decode
 from schemas.files import CSV_LAYOUTS, NATURAL_KEYS
-from schemas.jsonschema import INDEX, export, schema_of
+from schemas.jsonschema import INDEX, OUTCOMES, export, schema_of
+from schemas.outcomes import REFUSAL_DECODER
 from schemas.streams import ANY, MESSAGE_TYPES, STREAMS, stream_of
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "integration.md"
@@ -36,9 +39,22 @@ def section(heading: str) -> str:
     return text[start : start + following.start()] if following else text[start:]
 
 
-def examples() -> list[dict[str, Any]]:
+OUTCOME_TYPES = {t.__name__ for types in OUTCOMES.values() for t in types}
+
+
+def all_examples() -> list[dict[str, Any]]:
     blocks = re.findall(r"```json\n(.*?)```", guide(), flags=re.DOTALL)
     return [json.loads(block) for block in blocks]
+
+
+def examples() -> list[dict[str, Any]]:
+    """The examples of messages sent to the ledger."""
+    return [e for e in all_examples() if e.get("type") not in OUTCOME_TYPES]
+
+
+def outcome_examples() -> list[dict[str, Any]]:
+    """The examples of messages the ledger publishes."""
+    return [e for e in all_examples() if e.get("type") in OUTCOME_TYPES]
 
 
 @pytest.fixture(scope="module")
@@ -104,10 +120,27 @@ def test_partner_updated_schema_needs_at_least_one_change(exported: Path) -> Non
     assert not validator(exported, "PartnerUpdated").is_valid(bare)
 
 
+def test_outcome_examples_are_valid_by_schema_and_by_decoder(exported: Path) -> None:
+    """Every type the ledger publishes has a worked example its consumers can rely on."""
+    found = outcome_examples()
+    assert sorted(e["type"] for e in found) == sorted(OUTCOME_TYPES)
+    for example in found:
+        errors = [e.message for e in validator(exported, example["type"]).iter_errors(example)]
+        assert errors == []
+        assert REFUSAL_DECODER.decode(json.dumps(example).encode()).event_id is not None
+
+
 def test_export_writes_one_schema_per_type_and_an_index(exported: Path) -> None:
     names = sorted(p.name for p in exported.iterdir())
-    assert names == sorted([f"{t}.json" for t in MESSAGE_TYPES] + [INDEX])
+    assert names == sorted([f"{t}.json" for t in [*MESSAGE_TYPES, *OUTCOME_TYPES]] + [INDEX])
     index = json.loads((exported / INDEX).read_text(encoding="utf-8"))
+    assert index["outcomes"] == {
+        "CommandRefused": {
+            "stream": "refusals",
+            "schema_version": 1,
+            "file": "CommandRefused.json",
+        }
+    }
     assert index["streams"] == {name: list(s.type_names) for name, s in STREAMS.items()}
     assert index["types"]["SaleRecorded"] == {
         "stream": "sales",
@@ -130,6 +163,12 @@ def test_guide_lists_every_stream_with_its_types() -> None:
 def test_guide_lists_every_reason_code() -> None:
     codes = re.findall(r"^\| `([a-z_0-9]+)` \| ", section("### Reason codes"), flags=re.M)
     assert sorted(codes) == sorted(c.value for c in RejectCode)
+
+
+def test_guide_lists_every_refusal_code() -> None:
+    rows = re.findall(r"^\| ((?:`[a-z_]+`(?:, )?)+) \| ", section("### Refusal codes"), flags=re.M)
+    codes = [code for row in rows for code in re.findall(r"`([a-z_]+)`", row)]
+    assert sorted(codes) == sorted(c.value for c in RefusalCode)
 
 
 def test_guide_csv_table_matches_the_layouts() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import msgspec
 import pytest
 from test_engine_support import (
     T0,
@@ -220,6 +221,18 @@ def test_large_claim_waits_for_finance_and_reserves_the_fund(fund: Partner) -> N
     assert fund.available("MDF:EUR") == 5_000
     result = fund.refused(approve("K1", at=T0 + DAY))
     assert result.refusal is not None and result.refusal.code is RefusalCode.UNKNOWN_CLAIM
+
+
+def test_submitter_cannot_approve_their_own_claim(fund: Partner) -> None:
+    """Segregation of duties: an approval by the claim's submitter is refused and leaves
+    the claim waiting; another approver can still approve it, once."""
+    fund.feed(claim("K1", 15_000))  # submitted by "marketing"
+    own = msgspec.structs.replace(approve("K1"), approver="marketing")
+    result = fund.refused(own)
+    assert result.refusal is not None and result.refusal.code is RefusalCode.SELF_APPROVAL
+    assert result.refusal.path == "$.approver" and "'marketing'" in result.refusal.message
+    assert "K1" in fund.state.claims and fund.available("MDF:EUR") == 20_000
+    assert amounts(fund.feed(approve("K1"))) == [-15_000]
 
 
 def test_rejected_claim_releases_the_reservation(fund: Partner) -> None:

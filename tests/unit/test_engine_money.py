@@ -50,7 +50,10 @@ def test_periods() -> None:
     day = dt.date(2026, 5, 31)
     assert [period_key(p, day) for p in Period] == ["2026-05", "2026-Q2", "2026"]
     assert add_months(dt.date(2026, 1, 31), 1) == dt.date(2026, 2, 28)
-    assert window_months(day, 3) == ["2026-03", "2026-04", "2026-05"]
+    assert window_months(day, 3) == ("2026-03", "2026-04", "2026-05")
+    # Across a year end: 2025-01 .. 2026-02.
+    expected = tuple(f"2025-{m:02d}" for m in range(1, 13)) + ("2026-01", "2026-02")
+    assert window_months(dt.date(2026, 2, 28), 14) == expected
     assert tenure_months(dt.date(2026, 1, 31), dt.date(2026, 2, 28)) == 1
     assert tenure_months(dt.date(2026, 1, 15), dt.date(2026, 4, 14)) == 2
 

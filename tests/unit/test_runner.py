@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -10,10 +11,11 @@ import msgspec
 
 from ledger.balances import fold
 from ledger.verify import verify
-from processors.engine import compile_program, decode_state, encode_state
+from processors.engine import compile_program, decode_state, encode_state, next_due
 from processors.runner import Books, run
 from processors.sample_data import generate
 from schemas.codec import Limits, decode
+from schemas.commands import AdvanceClock, ClosePeriod
 from schemas.program_loader import load_program
 from schemas.streams import MESSAGE_TYPES, Message, stream_of
 
@@ -77,3 +79,35 @@ def test_running_in_two_halves_equals_running_at_once() -> None:
     second = run(inputs[cut:], halves, programs)
     assert [r.hash for r in all_at_once.records] == [r.hash for r in first.records + second.records]
     assert whole.heads == halves.heads
+
+
+def test_an_advance_posts_due_holds_at_their_time_and_only_for_partners_with_work_due() -> None:
+    """An AdvanceClock releases what ended by its time, dated when each hold ended; the
+    same releases a partner's next event would otherwise post first, with the same ids."""
+    programs = [compile_program(load_program(EXAMPLE).program)]
+    inputs = [m for m in _decoded(12, 300) if not isinstance(m, ClosePeriod)]
+    early = [m for m in inputs if m.occurred_at < dt.datetime(2026, 2, 20, tzinfo=dt.UTC)]
+    later = inputs[len(early):]
+    # As the timer would: not beyond the time of any event still to come.
+    to = min(m.occurred_at for m in later)
+    advance = AdvanceClock(event_id=uuid.uuid4(), occurred_at=to, partner_id="*")
+
+    books = Books()
+    run(early, books, programs)
+    due_before = {p for p, s in books.states.items() if (n := next_due(s)) and n <= to}
+    ticked = run([advance], books, programs)
+
+    assert due_before and ticked.touched == due_before
+    releases = [r for r in ticked.records if r.kind.value == "hold_release"]
+    assert releases and all(r.occurred_at <= to for r in releases)
+    assert all(next_due(books.states[p]) is None or next_due(books.states[p]) > to
+               for p in books.states)  # fmt: skip
+    assert run([advance], books, programs).records == []  # advancing again posts nothing
+
+    # Without the advance, the partners' next events post the same releases first.
+    lazy = Books()
+    run(early, lazy, programs)
+    after_advance = run(later, books, programs)
+    without = run(later, lazy, programs)
+    ids = {r.record_id for r in ticked.records + after_advance.records}
+    assert ids == {r.record_id for r in without.records}

@@ -21,7 +21,7 @@ class Close:
         """Whether the rule's period ends with the month being closed."""
         return cr.period is not None and ends_with_month(cr.period, self.last_day)
 
-    def months(self, cr: CompiledRule) -> list[str]:
+    def months(self, cr: CompiledRule) -> tuple[str, ...]:
         assert cr.period is not None
         return period_months(cr.period, self.last_day)
 
