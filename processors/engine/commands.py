@@ -8,6 +8,8 @@ must be someone other than its submitter (``self_approval``), so that no one per
 asks for fund money and releases it.
 """
 
+import datetime as dt
+
 from ledger import core
 from ledger.core import Explanation, Posting, RecordKind
 from processors.engine.book import Book
@@ -135,12 +137,17 @@ def claim_funds(book: Book, command: ClaimFunds,
     if command.claim_id in state.claims:
         return Refusal(code=RefusalCode.DUPLICATE_CLAIM, path="$.claim_id",
                        message=f"claim {command.claim_id!r} already awaits approval")
+    if command.claim_id in state.settled_claims:
+        return Refusal(code=RefusalCode.DUPLICATE_CLAIM, path="$.claim_id",
+                       message=f"claim {command.claim_id!r} was already settled in "
+                       f"{state.settled_claims[command.claim_id]}: expected a new claim id")
     asset = cp.mdf_asset
     reserved = sum(c.amount for c in state.claims.values() if c.asset == asset)
     have = state.available.get(asset, 0) - reserved
     if command.amount > have:
         return _short(asset, have, command.amount, "$.amount")
     if command.amount <= cp.mdf_rule.auto_approve_max:
+        state.settled_claims[command.claim_id] = _month(command)
         book.spend_available(
             RecordKind.PAYOUT, cp.key, cp.mdf_rule.id, f"claim:{command.claim_id}", asset,
             command.amount, core.PAYOUT_CLEARING,
@@ -179,6 +186,7 @@ def approve_claim(book: Book, command: ApproveClaim,
     if claim.amount > have:
         return _short(claim.asset, have, claim.amount, "$.claim_id")
     del state.claims[command.claim_id]
+    state.settled_claims[command.claim_id] = _month(command)
     rule_id = next((cp.mdf_rule.id for cp in programs
                     if cp.key == (claim.program_id, claim.version) and cp.mdf_rule), None)
     book.spend_available(
@@ -197,4 +205,9 @@ def reject_claim(book: Book, command: RejectClaim) -> Refusal | None:
     if command.claim_id not in book.state.claims:
         return _unknown_claim(command.claim_id)
     del book.state.claims[command.claim_id]
+    book.state.settled_claims[command.claim_id] = _month(command)
     return None
+
+
+def _month(command: ClaimFunds | ApproveClaim | RejectClaim) -> str:
+    return command.occurred_at.astimezone(dt.UTC).strftime("%Y-%m")

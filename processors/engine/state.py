@@ -20,7 +20,8 @@ rules need and is bounded in time (see ``prune``):
   payouts and redemptions are checked against.
 - ``thresholds``, ``customers``, ``rewarded``, ``courses``, ``certifications``: what was
   already paid or counted once.
-- ``claims``: fund claims awaiting finance; ``closed``: periods already settled.
+- ``claims``: fund claims awaiting finance, ``settled_claims`` those approved or rejected
+  (a claim id is used once); ``closed``: periods already settled.
 
 Pruning (``prune``, run by ``due``): months older than ``MONTHS_KEPT`` (the longest tier
 window is 36 months), counters and closed-period marks of periods before last year, and
@@ -172,6 +173,7 @@ class PartnerState(msgspec.Struct, kw_only=True):
     courses: dict[str, str] = {}  # "program|course" -> month paid
     certifications: dict[str, str] = {}  # certification id -> month first earned
     claims: dict[str, Claim] = {}  # claims awaiting approval
+    settled_claims: dict[str, str] = {}  # claim id -> month approved or rejected
     closed: list[str] = []  # "program|version|rule-period" keys already settled
     pruned_on: dt.date | None = None  # the latest day ``prune`` ran for
 
@@ -259,4 +261,7 @@ def prune(state: PartnerState, today: dt.date) -> None:
         k: v for k, v in state.counters.items() if k.rsplit("|", 1)[1][:4] >= oldest_year
     }
     state.closed = [k for k in state.closed if k.rsplit("|", 1)[1][:4] >= oldest_year]
+    state.settled_claims = {
+        k: v for k, v in state.settled_claims.items() if v[:4] >= oldest_year
+    }
     state.orders = {k: v for k, v in state.orders.items() if v.keep_until >= today}

@@ -235,6 +235,18 @@ def test_submitter_cannot_approve_their_own_claim(fund: Partner) -> None:
     assert amounts(fund.feed(approve("K1"))) == [-15_000]
 
 
+def test_a_claim_id_is_used_once_whatever_became_of_it(fund: Partner) -> None:
+    """A settled claim (approved, rejected or approved automatically) cannot be claimed
+    again under its id: the same expense would be paid twice."""
+    fund.feed(claim("K1", 12_000), approve("K1"), claim("K2", 6_000), reject("K2"))
+    fund.feed(claim("K3", 1_000))  # under auto_approve_max: paid at once
+    for claim_id in ("K1", "K2", "K3"):
+        again = fund.refused(claim(claim_id, 1_000))
+        assert again.refusal is not None and again.refusal.code is RefusalCode.DUPLICATE_CLAIM
+        assert "already settled" in again.refusal.message
+    assert fund.available("MDF:EUR") == 20_000 - 12_000 - 1_000
+
+
 def test_rejected_claim_releases_the_reservation(fund: Partner) -> None:
     fund.feed(claim("K1", 15_000))
     assert fund.feed(reject("K1")) == []
