@@ -10,10 +10,12 @@ second upload is counted as duplicates.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import asyncpg
@@ -56,6 +58,7 @@ def run(settings: Settings, *, partners: int, sales: int, timeout_s: float = 600
         started = time.monotonic()
         asyncio.run(_wait_consumed(settings, worker, timeout_s))
         print(f"   consumed in {time.monotonic() - started:.1f}s (worker log: {log})")
+        _show_operations(settings)
     finally:
         worker.terminate()
         worker.wait(timeout=60)
@@ -70,9 +73,30 @@ def run(settings: Settings, *, partners: int, sales: int, timeout_s: float = 600
             "--partner",
             partner_ids(partners)[0],
         ),
+        ("10. the projections finance reads agree with the ledger", "projections", "check"),
     ):
         status |= _cli(title, *args)
     return status
+
+
+def _show_operations(settings: Settings) -> None:
+    """What operations sees of the running worker: its health and a few of its metrics."""
+    base = f"http://{settings.metrics_host}:{settings.metrics_port}"
+    try:
+        with urllib.request.urlopen(f"{base}/health", timeout=5) as response:
+            health = json.loads(response.read())
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
+            metrics = response.read().decode()
+    except OSError as exc:
+        print(f"   (the worker's health endpoint {base} did not answer: {exc})")
+        return
+    print(f"   $ curl {base}/health -> {health['status']}")
+    print(f"   $ curl {base}/metrics (the counters above zero)")
+    shown = ("incentives_worker_messages_total{", "incentives_worker_ledger_records_total ",
+             "incentives_worker_batches_total ")  # fmt: skip
+    for line in metrics.splitlines():
+        if line.startswith(shown) and float(line.rsplit(" ", 1)[1]):
+            print(f"     {line}")
 
 
 def _step(title: str, *lines: str) -> None:
