@@ -35,7 +35,7 @@ class StoredProgram(msgspec.Struct, frozen=True, kw_only=True):
     published_by: str
 
     def load(self) -> LoadedProgram:
-        fmt = "toml" if self.source_name.endswith(".toml") else "yaml"
+        fmt: Literal["yaml", "toml"] = "toml" if self.source_name.endswith(".toml") else "yaml"
         return parse_program(self.source_text, self.source_name, fmt)
 
 

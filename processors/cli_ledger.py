@@ -1,8 +1,9 @@
-"""`incentives audit verify | checkpoint` and `incentives balance`: the ledger's own commands.
+"""`incentives audit verify | checkpoint | replay` and `incentives balance`: the ledger's own
+commands.
 
-Exit codes of `audit verify`: 0 the ledger verifies, 1 at least one finding, 2 the audit
-could not run (database unreachable, ...), so a script never mistakes "could not look" for
-"clean".
+Exit codes of `audit verify` and `audit replay`: 0 the ledger verifies (or replays
+identically), 1 at least one finding (or difference), 2 the audit could not run (database
+unreachable, ...), so a script never mistakes "could not look" for "clean".
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     a = actions.add_parser("checkpoint", help="pin every chain head in a new checkpoint")
     a.set_defaults(handler=_checkpoint)
+
+    a = actions.add_parser("replay", help="rebuild the ledger from the stored inputs with the "
+                           "same engine and compare, record by record; exit 1 on a difference")
+    a.set_defaults(handler=_replay)
 
     p = sub.add_parser("balance", help="a partner's balances per account and asset")
     p.add_argument("--partner", required=True, help="partner id")
@@ -128,6 +133,26 @@ def _summary(report: VerifyReport, elapsed_s: float) -> str:
     return (f"verified {report.records:,} records of {report.partners:,} partners against "
             f"{report.checkpoints:,} checkpoint(s) in {elapsed_s:.1f}s "
             f"({rate:,.0f} records/s): {verdict}")
+
+
+def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    from processors.replay import replay
+
+    started = time.monotonic()
+
+    async def work(conn: asyncpg.Connection) -> int:
+        with _cyclic_gc_paused():
+            report = await replay(conn)
+        for line in report.shown:
+            print(f"DIFFERENCE {line}")
+        if report.differences > len(report.shown):
+            print(f"... and {report.differences - len(report.shown)} more differences")
+        verdict = "identical" if report.ok else f"{report.differences} difference(s)"
+        print(f"replayed {report.inputs:,} inputs into {report.replayed:,} records in "
+              f"{time.monotonic() - started:.1f}s; the ledger holds {report.stored:,}: {verdict}")
+        return 0 if report.ok else 1
+
+    return _run(settings, work)
 
 
 def _checkpoint(settings: Settings, args: argparse.Namespace) -> int:

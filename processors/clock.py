@@ -104,7 +104,7 @@ def close_command(month: str, at: dt.datetime) -> ClosePeriod:
     return ClosePeriod(
         event_id=uuid.uuid5(NAMESPACE, f"close:{month}"),
         occurred_at=at,
-        partner_id=ALL_PARTNERS,
+        partner_id="*",
         period=month,
     )
 
@@ -113,7 +113,7 @@ def advance_command(to: dt.datetime) -> AdvanceClock:
     return AdvanceClock(
         event_id=uuid.uuid5(NAMESPACE, f"advance:{to.isoformat()}"),
         occurred_at=to,
-        partner_id=ALL_PARTNERS,
+        partner_id="*",
     )
 
 
@@ -132,7 +132,8 @@ async def watermark(
     times = {r["partition"]: r["at"] for r in rows}
     if any(p not in times for p in range(partitions)):
         return None
-    return min(times.values())
+    earliest: dt.datetime = min(times.values())
+    return earliest
 
 
 class Timer:

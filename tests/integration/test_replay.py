@@ -1,0 +1,81 @@
+"""`incentives audit replay`: the ledger a real worker wrote is exactly what its stored
+inputs give; a record forged with a correct hash, which the chain checks cannot see, is
+named as a difference."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from pathlib import Path
+
+import asyncpg
+import msgspec
+from ingest_support import Worker, run_cli, wait_consumed
+
+from ledger import program_store
+from ledger.core import (
+    PAYOUT_CLEARING,
+    ChainHead,
+    Draft,
+    Explanation,
+    Posting,
+    RecordKind,
+    append,
+    partner_available,
+)
+from ledger.store import append as store_append
+from processors.publisher import Publisher
+from processors.sample_data import generate
+from schemas.program_loader import load_program
+from schemas.settings import Settings
+from schemas.streams import ANY
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "programs" / "example-channel-2026.yaml"
+
+
+async def test_replay_of_a_workers_ledger_is_identical_and_a_forged_record_is_named(
+    settings: Settings, tmp_path: Path
+) -> None:
+    conn = await asyncpg.connect(settings.dsn)
+    await program_store.publish(conn, load_program(EXAMPLE), published_by="test")
+    await conn.close()
+    async with Publisher(settings) as publisher:
+        for raw in generate(partners=12, sales=600):
+            await publisher.publish(ANY.decode(msgspec.json.encode(raw)))
+    with Worker(settings, tmp_path / "worker.log") as worker:
+        await wait_consumed(settings, worker)
+
+    clean = run_cli(settings, "audit", "replay")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert clean.stdout.strip().endswith(": identical"), clean.stdout
+
+    # A payout appended at the end of a chain by someone with write access, sealed with a
+    # correct hash and head: `audit verify` has no checkpoint after it to disagree with.
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        row = await conn.fetchrow(
+            "SELECT head_seq, head_hash FROM partner_state WHERE partner_id = 'P-00001'"
+        )
+        head = ChainHead("P-00001", row["head_seq"], bytes(row["head_hash"]))
+        at = dt.datetime(2026, 4, 1, tzinfo=dt.UTC)
+        forged = Draft(
+            partner_id="P-00001", kind=RecordKind.PAYOUT, leg="payout", occurred_at=at,
+            recorded_at=at, source_event_ids=(uuid.uuid4(),),
+            explanation=Explanation(summary="payout", author="someone", reason="none"),
+            postings=(Posting(partner_available("P-00001"), "EUR", -50_000),
+                      Posting(PAYOUT_CLEARING, "EUR", 50_000)),
+        )  # fmt: skip
+        records, _ = append(head, [forged])
+        async with conn.transaction():
+            await store_append(conn, records)
+    finally:
+        await conn.close()
+    assert run_cli(settings, "audit", "verify").returncode == 0, "the chains alone look fine"
+
+    caught = run_cli(settings, "audit", "replay")
+    assert caught.returncode == 1, caught.stdout + caught.stderr
+    assert caught.stdout.splitlines()[0] == (
+        f"DIFFERENCE P-00001 #{head.seq + 1}: the ledger has record {records[0].record_id},"
+        " which no stored input gives"
+    )
+    assert caught.stdout.strip().endswith(": 1 difference(s)")
