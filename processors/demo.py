@@ -2,9 +2,9 @@
 
 Brings up Kafka and PostgreSQL, publishes the example program, uploads a quarter of sample
 traffic as a JSONL file, runs a worker until every message is consumed, then shows what
-finance and auditors see: reconciliation, a checkpoint, a verified ledger and a partner's
-balances. The sample traffic is deterministic, so running the demo again adds nothing: the
-second upload is counted as duplicates.
+finance and auditors see: reconciliation, a checkpoint, a verified and replayed ledger, a
+partner's balances and the projections checked. The sample traffic is deterministic, so
+running the demo again adds nothing: the second upload is counted as duplicates.
 """
 
 from __future__ import annotations
@@ -67,13 +67,14 @@ def run(settings: Settings, *, partners: int, sales: int, timeout_s: float = 600
         ("6. reconciliation", "reconcile"),
         ("7. a checkpoint over every chain head", "audit", "checkpoint"),
         ("8. the auditor's verification", "audit", "verify"),
+        ("9. the auditor's replay from the stored inputs", "audit", "replay"),
         (
-            f"9. balances of {partner_ids(partners)[0]}",
+            f"10. balances of {partner_ids(partners)[0]}",
             "balance",
             "--partner",
             partner_ids(partners)[0],
         ),
-        ("10. the projections finance reads agree with the ledger", "projections", "check"),
+        ("11. the projections finance reads agree with the ledger", "projections", "check"),
     ):
         status |= _cli(title, *args)
     return status
