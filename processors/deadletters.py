@@ -12,20 +12,16 @@ occur in a topic name) and the value a JSON ``Envelope``.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import uuid
-from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 import msgspec
-from aiokafka import AIOKafkaProducer
+
+from processors.outbox import Outbox
 
 DEADLETTERS = "deadletters"
-# Dead letters read, sent and marked per round; bounds memory when a backlog is flushed.
-CHUNK = 500
 # A rejected message may be as large as Kafka allows (about 1 MB); in base64 inside an
 # envelope it would not fit on the dead-letter topic, so larger ones are cut.
 RAW_IN_ENVELOPE_MAX_BYTES = 512_000
@@ -63,11 +59,11 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True):
 
 _ENCODER = msgspec.json.Encoder()
 
-_SELECT = """
-SELECT d.topic, d.partition, d.kafka_offset, d.stream, d.event_id, d.partner_id, d.raw, d.code,
-       d.path, d.message, d.received_at, d.published_at
-FROM dead_letters d
-"""
+_COLUMNS = (
+    "topic", "partition", "kafka_offset", "stream", "event_id", "partner_id", "raw", "code",
+    "path", "message", "received_at", "published_at",
+)  # fmt: skip
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM dead_letters "
 
 
 def key_of(topic: str, partition: int, offset: int) -> bytes:
@@ -92,85 +88,33 @@ def envelope_of(row: asyncpg.Record) -> Envelope:
     )
 
 
-async def publish_pending(
-    conn: asyncpg.Connection,
-    producer: AIOKafkaProducer,
-    topic: str,
-    partitions: Iterable[tuple[str, int]],
-) -> int:
-    """Send the unpublished dead letters of these source partitions, wait for the broker's
-    acknowledgement, and mark those acknowledged as published; return how many were.
-
-    A dead letter the broker refuses stays unpublished and ends this round; it is tried
-    again the next time (the next batch with dead letters there, or the next assignment).
-    """
-    wanted = sorted(set(partitions))
-    if not wanted:
-        return 0
-    topics, numbers = [t for t, _ in wanted], [p for _, p in wanted]
-    pending = await conn.fetchval(
-        """SELECT count(*) FROM dead_letters d
-           JOIN unnest($1::text[], $2::int[]) AS w(topic, partition)
-             ON d.topic = w.topic AND d.partition = w.partition
-           WHERE d.published_at IS NULL""",
-        topics,
-        numbers,
+def _message(row: asyncpg.Record) -> tuple[bytes, bytes]:
+    return (
+        key_of(row["topic"], row["partition"], row["kafka_offset"]),
+        _ENCODER.encode(envelope_of(row)),
     )
-    sent = 0
-    # Bounded by the backlog counted above; one round more in case it grew meanwhile.
-    for _ in range(pending // CHUNK + 2):
-        rows = await conn.fetch(
-            _SELECT
-            + """JOIN unnest($1::text[], $2::int[]) AS w(topic, partition)
-                   ON d.topic = w.topic AND d.partition = w.partition
-                 WHERE d.published_at IS NULL
-                 ORDER BY d.topic, d.partition, d.kafka_offset LIMIT $3""",
-            topics,
-            numbers,
-            CHUNK,
-        )
-        if not rows:
-            break
-        acknowledged, failure = await _send(producer, topic, rows)
-        await conn.execute(
-            """UPDATE dead_letters d SET published_at = now()
-               FROM unnest($1::text[], $2::int[], $3::bigint[]) AS s(topic, partition, o)
-               WHERE (d.topic, d.partition, d.kafka_offset) = (s.topic, s.partition, s.o)
-                 AND d.published_at IS NULL""",
-            [r["topic"] for r in acknowledged],
-            [r["partition"] for r in acknowledged],
-            [r["kafka_offset"] for r in acknowledged],
-        )
-        sent += len(acknowledged)
-        if failure is not None:
-            raise PublishFailed(
-                f"{len(rows) - len(acknowledged)} of {len(rows)} dead letters were not"
-                f" acknowledged by {topic}: {failure!r}"
-            ) from failure
-    return sent
 
 
-class PublishFailed(Exception):
-    """The dead-letter topic did not acknowledge some dead letters; they stay unpublished."""
-
-
-async def _send(
-    producer: AIOKafkaProducer, topic: str, rows: Sequence[asyncpg.Record]
-) -> tuple[list[asyncpg.Record], BaseException | None]:
-    """Send ``rows``; return those the broker acknowledged, and the first failure."""
-    futures: list[asyncio.Future[Any]] = []
-    for row in rows:
-        value = _ENCODER.encode(envelope_of(row))
-        key = key_of(row["topic"], row["partition"], row["kafka_offset"])
-        futures.append(await producer.send(topic, value=value, key=key))
-    results = await asyncio.gather(*futures, return_exceptions=True)
-    acknowledged = [r for r, res in zip(rows, results, strict=True) if not _failed(res)]
-    failure = next((res for res in results if _failed(res)), None)
-    return acknowledged, failure
-
-
-def _failed(result: object) -> bool:
-    return isinstance(result, BaseException)
+OUTBOX = Outbox(
+    what="dead letters",
+    pending="""FROM dead_letters d
+               JOIN unnest($1::text[], $2::int[]) AS w(topic, partition)
+                 ON d.topic = w.topic AND d.partition = w.partition
+               WHERE d.published_at IS NULL""",
+    columns=", ".join(f"d.{c}" for c in _COLUMNS),
+    order="d.topic, d.partition, d.kafka_offset",
+    mark="""UPDATE dead_letters d SET published_at = now()
+            FROM unnest($1::text[], $2::int[], $3::bigint[]) AS s(topic, partition, o)
+            WHERE (d.topic, d.partition, d.kafka_offset) = (s.topic, s.partition, s.o)
+              AND d.published_at IS NULL""",
+    ids=lambda rows: (
+        [r["topic"] for r in rows], [r["partition"] for r in rows],
+        [r["kafka_offset"] for r in rows],
+    ),  # fmt: skip
+    message=_message,
+)
+# Send the unpublished dead letters of some source partitions (see processors.outbox).
+publish_pending = OUTBOX.publish_pending
 
 
 # ---------------------------------------------------------------------------------------
