@@ -63,6 +63,7 @@ from processors.ingest import (
 from processors.observability import RecordTally, Telemetry, batch_fields, logging_config
 from processors.offsets import partitions
 from processors.operations import Operations, bind
+from processors.outbox import Outbox
 from schemas.outcomes import REFUSALS
 from schemas.settings import Settings
 from schemas.streams import COMMANDS, PARTNERS, SALES, SURVEYS, TRAININGS
@@ -221,9 +222,9 @@ def build_app(
             " (%d messages consumed so far)",
             len(mine), sum(stored.values()),
         )  # fmt: skip
-        await _publish_dead_letters(resources, dead_topic, pairs)
+        await _publish(resources, deadletters.OUTBOX, dead_topic, pairs)
         # Refusals a worker committed but did not publish before it died go out now.
-        await _publish_refusals(resources, refusals_topic, pairs)
+        await _publish(resources, refusals.OUTBOX, refusals_topic, pairs)
 
     @app.on_before_shutdown.connect
     async def close(sender: Any, **_: Any) -> None:
@@ -279,10 +280,10 @@ def build_app(
                 )  # fmt: skip
             if report.dead_letters:
                 sources = {(d.topic, d.partition) for d in report.dead_letters}
-                await _publish_dead_letters(resources, dead_topic, sources)
+                await _publish(resources, deadletters.OUTBOX, dead_topic, sources)
             if report.refused:
                 sources = {(a.topic, a.partition) for a in report.refused}
-                await _publish_refusals(resources, refusals_topic, sources)
+                await _publish(resources, refusals.OUTBOX, refusals_topic, sources)
 
     return app
 
@@ -325,29 +326,15 @@ def _worker_dir(settings: Settings) -> Path:
     return Path(settings.stack_dir) / "worker"
 
 
-async def _publish_dead_letters(
-    resources: _Resources, dead_topic: str, sources: Any
-) -> None:
-    # The dead letters are committed; failing to send them now only delays them until the
-    # next batch with dead letters from these partitions, or the next assignment.
+async def _publish(resources: _Resources, outbox: Outbox, topic: str, sources: Any) -> None:
+    # The rows are committed; failing to send them now only delays them until the next
+    # batch that writes such rows from these partitions, or the next assignment.
     try:
         pool = await resources.pool()
         async with pool.acquire() as conn:
-            await deadletters.publish_pending(conn, await resources.producer(), dead_topic, sources)
+            await outbox.publish_pending(conn, await resources.producer(), topic, sources)
     except Exception as exc:
-        log.error("dead letters not yet published to %s: %r", dead_topic, exc)
-
-
-async def _publish_refusals(resources: _Resources, topic: str, sources: Any) -> None:
-    # As for dead letters: the refusals are committed, so a failure here only delays them
-    # until the next batch that refuses a command from these partitions, or the next
-    # assignment.
-    try:
-        pool = await resources.pool()
-        async with pool.acquire() as conn:
-            await refusals.publish_pending(conn, await resources.producer(), topic, sources)
-    except Exception as exc:
-        log.error("refusals not yet published to %s: %r", topic, exc)
+        log.error("%s not yet published to %s: %r", outbox.what, topic, exc)
 
 
 async def check_ready(settings: Settings) -> int:
