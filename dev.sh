@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The project's two entry points on a fresh machine (see README.md):
 #   ./dev.sh demo   set up, bring up the local stack, run the demo of the whole system
-#   ./dev.sh test   set up, lint and type-check, run every test against the real stack
+#   ./dev.sh test   set up, lint and type-check, run every test against the real stack,
+#                   then (without pytest arguments) the long fault run
+# and the long fault run alone:
+#   ./dev.sh faults INCENTIVES_FAULT_EVENTS (default 100,000) events through every fault
 # Set-up is idempotent: a virtualenv in .venv with the project installed (re-installed when
 # pyproject.toml changes); Kafka's jars and PostgreSQL's cluster are fetched and made by
 # `incentives stack up`, which the tests call themselves.
@@ -25,6 +28,31 @@ setup() {
     fi
 }
 
+# The long fault run (tests/integration/test_faults.py, marker long_run); prints its figures.
+faults() {
+    INCENTIVES_FAULT_EVENTS="${INCENTIVES_FAULT_EVENTS:-100000}" \
+        "$VENV/bin/python" -m pytest -m long_run tests/integration/test_faults.py "$@"
+}
+
+# Run "$@" against the local stack, and leave the stack as we found it: stop it afterwards
+# only if we started it (the tests start it themselves).
+on_stack() {
+    local was_running=0 status=0
+    "$VENV/bin/incentives" stack status | grep -q "Kafka .*: answering" && was_running=1
+    "$@" || status=$?
+    if [ "$was_running" = 0 ]; then "$VENV/bin/incentives" stack down || true; fi
+    return "$status"
+}
+
+# The whole suite, then, when no pytest arguments narrow it, the long fault run.
+suite() {
+    local status=0 long=0
+    "$VENV/bin/python" -m pytest "$@" || status=$?
+    if [ "$#" = 0 ]; then faults || long=$?; fi
+    if [ "$status" != 0 ]; then return "$status"; fi
+    return "$long"
+}
+
 case "${1:-}" in
     demo)
         setup
@@ -36,16 +64,19 @@ case "${1:-}" in
         shift
         "$VENV/bin/ruff" check .
         "$VENV/bin/mypy"
-        # Leave the stack as we found it: stop it afterwards only if we started it.
-        was_running=0
-        "$VENV/bin/incentives" stack status | grep -q "Kafka .*: answering" && was_running=1
         status=0
-        "$VENV/bin/python" -m pytest "$@" || status=$?
-        if [ "$was_running" = 0 ]; then "$VENV/bin/incentives" stack down || true; fi
+        on_stack suite "$@" || status=$?
+        exit "$status"
+        ;;
+    faults)
+        setup
+        shift
+        status=0
+        on_stack faults "$@" || status=$?
         exit "$status"
         ;;
     *)
-        echo "usage: ./dev.sh demo | test [pytest args]" >&2
+        echo "usage: ./dev.sh demo | test [pytest args] | faults [pytest args]" >&2
         exit 2
         ;;
 esac
