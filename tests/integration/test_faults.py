@@ -29,8 +29,8 @@ KILLS = 20
 # consume after the last one, or they would prove nothing.
 KILL_SHARE = (0.02, 0.8)
 POOL_SHARE = (0.05, 0.8)
-LONG_KILL_SHARE = (0.01, 0.45)
-LONG_POOL_SHARE = (0.5, 0.85)
+LONG_KILL_SHARE = (0.01, 0.5)
+LONG_POOL_SHARE = (0.55, 0.85)
 
 
 @pytest.mark.timeout(1200)
@@ -40,10 +40,10 @@ async def test_a_worker_killed_twenty_times_gives_the_reference_ledger(
     """The lone worker is killed with SIGKILL twenty times at random moments spread over
     the stream, and restarted each time; the ledger is exactly the reference and every
     message has its exact fate."""
-    fault_run = FaultRun(settings, fault_events(), tmp_path)
-    await fault_run.publish()
-    await fault_run.kill_repeatedly(KILLS, KILL_SHARE)
-    await fault_run.drain()
+    async with FaultRun(settings, fault_events(), tmp_path) as fault_run:
+        await fault_run.publish()
+        await fault_run.kill_repeatedly(KILLS, KILL_SHARE)
+        await fault_run.drain()
     figures = await check_run(fault_run)
     print(figures.render())
     assert_kills_mid_stream(figures, KILLS)
@@ -56,10 +56,10 @@ async def test_broker_and_database_restarts_with_three_workers_give_the_referenc
     """Three workers join one by one (rebalancing as they join), the broker is stopped and
     restarted mid-stream, then PostgreSQL; workers that die of it are replaced, one leaves
     for good and another joins; the ledger is still exactly the reference."""
-    fault_run = FaultRun(settings, fault_events(), tmp_path)
-    await fault_run.publish()
-    size = await fault_run.pool_with_restarts(stack_settings, POOL_SHARE)
-    await fault_run.drain(pool=size)
+    async with FaultRun(settings, fault_events(), tmp_path) as fault_run:
+        await fault_run.publish()
+        size = await fault_run.pool_with_restarts(stack_settings, POOL_SHARE)
+        await fault_run.drain(pool=size)
     figures = await check_run(fault_run)
     print(figures.render())
     assert_restarts_mid_stream(figures)
@@ -73,11 +73,11 @@ async def test_a_long_run_with_every_fault_gives_the_reference_ledger(
     """One run with every fault: the lone worker killed twenty times over the first part
     of the stream, then a pool of three with rebalances, a broker restart and a PostgreSQL
     restart over the next; the ledger is exactly the reference. Prints the figures."""
-    fault_run = FaultRun(settings, fault_events(), tmp_path)
-    await fault_run.publish()
-    await fault_run.kill_repeatedly(KILLS, LONG_KILL_SHARE)
-    size = await fault_run.pool_with_restarts(stack_settings, LONG_POOL_SHARE)
-    await fault_run.drain(pool=size)
+    async with FaultRun(settings, fault_events(), tmp_path) as fault_run:
+        await fault_run.publish()
+        await fault_run.kill_repeatedly(KILLS, LONG_KILL_SHARE)
+        size = await fault_run.pool_with_restarts(stack_settings, LONG_POOL_SHARE)
+        await fault_run.drain(pool=size)
     figures = await check_run(fault_run)
     with capsys.disabled():
         print("\n" + figures.render(), flush=True)
