@@ -163,9 +163,11 @@ def faust_app(settings: Settings, group: str) -> faust.App:
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
-        # A killed worker's partitions move to a live one after this, not after a minute.
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=3.0,
+        # A killed worker's partitions move to a live one after this, not after a minute:
+        # the broker's smallest allowed session (group.min.session.timeout.ms, 6 s).
+        # Heartbeats come from the consumer's own thread, so a long batch does not miss them.
+        broker_session_timeout=6.0,
+        broker_heartbeat_interval=2.0,
         # faust wants a data folder even without tables; keep it out of the working directory.
         datadir=str(_worker_dir(settings) / "{conf.name}-data"),
     )
