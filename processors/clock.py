@@ -171,7 +171,7 @@ class Timer:
                 return []
             before = ClockState(row["next_close"], row["advanced_to"])
             first = None
-            if before.next_close is None:
+            if self.policy.auto_close and before.next_close is None:
                 first = await conn.fetchval(
                     "SELECT min(occurred_at) FROM inbox WHERE partner_id <> $1", ALL_PARTNERS
                 )
