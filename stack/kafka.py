@@ -12,9 +12,11 @@ import asyncio
 import base64
 import hashlib
 import re
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from schemas.settings import Settings
 
@@ -208,8 +210,33 @@ async def ensure_topics(settings: Settings, streams: tuple[str, ...] | list[str]
         missing = [settings.topic(s) for s in streams if settings.topic(s) not in existing]
         if missing:
             await admin.create_topics([NewTopic(t, settings.topic_partitions, 1) for t in missing])
+            await _until_described(admin, missing, settings)
     finally:
         await admin.close()
+
+
+async def _until_described(admin: Any, topics: list[str], settings: Settings) -> None:
+    """Wait until the broker describes the new topics with every partition led.
+
+    The controller acknowledges a creation before the broker's metadata has it; on a broker
+    that has just started, a client asking at once (a worker's start-up check) would find
+    the topics missing."""
+    deadline = time.monotonic() + settings.start_timeout_s
+    while True:
+        described = await admin.describe_topics(topics)
+        ready = [
+            t for t in described
+            if not t["error_code"] and len(t["partitions"]) == settings.topic_partitions
+            and all(p["leader"] >= 0 for p in t["partitions"])
+        ]  # fmt: skip
+        if len(ready) == len(topics):
+            return
+        if time.monotonic() > deadline:
+            raise StackError(
+                f"Kafka created {', '.join(topics)} but did not describe them with"
+                f" {settings.topic_partitions} led partitions within {settings.start_timeout_s} s"
+            )
+        await asyncio.sleep(0.1)
 
 
 async def delete_topics(settings: Settings, *, prefix: str) -> list[str]:
