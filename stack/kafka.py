@@ -128,7 +128,9 @@ def _java_cmd(paths: KafkaPaths, main: str, *args: str, heap_mb: int = 256) -> l
     ]
 
 
-def format_storage(settings: Settings, paths: KafkaPaths) -> None:
+def format_storage(settings: Settings, paths: KafkaPaths, cluster_id: str | None = None) -> None:
+    """Write the broker's configuration; format its storage once (with `cluster_id`, or a
+    new one)."""
     paths.config.write_text(_server_properties(settings, paths))
     paths.log4j.write_text(_LOG4J)
     if (paths.data / "meta.properties").exists():
@@ -138,13 +140,43 @@ def format_storage(settings: Settings, paths: KafkaPaths) -> None:
             f"Kafka's data folder {paths.data} has files but no meta.properties: it is not a "
             "formatted KRaft log. Remove it (`incentives stack reset kafka`) and start again."
         )
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    cluster_id = new_cluster_id() if cluster_id is None else check_cluster_id(cluster_id)
+    # `--cluster-id=<id>` in one argument: an id may begin with "-" (urlsafe base64 has it
+    # among its letters), and as a separate argument the tool's parser then takes it for
+    # an option and fails. Every value we pass to a command line goes this way or is a
+    # path we made absolute.
     run(
         _java_cmd(
-            paths, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(paths.config)
+            paths, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+            f"--config={paths.config}",
         ),
         what="formatting Kafka's storage",
-    )
+    )  # fmt: skip
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id as Kafka's own `random-uuid` makes it: 16 random bytes in urlsafe
+    base64 without padding, never the all-zero id and never beginning with "-" (so that it
+    can be pasted after an option of Kafka's tools)."""
+    while True:
+        raw = uuid.uuid4().bytes
+        text = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+        if raw != bytes(16) and not text.startswith("-"):
+            return text
+
+
+def check_cluster_id(cluster_id: str) -> str:
+    """The id unchanged if it is one Kafka accepts (22 urlsafe base64 letters, 16 bytes)."""
+    try:
+        raw = base64.b64decode(cluster_id + "==", altchars=b"-_", validate=True)
+    except ValueError:
+        raw = b""
+    if len(cluster_id) != 22 or len(raw) != 16 or raw == bytes(16):
+        raise StackError(
+            f"{cluster_id!r} is not a KRaft cluster id: expected 22 letters of urlsafe base64"
+            " encoding 16 bytes, not all zero"
+        )
+    return cluster_id
 
 
 def up(settings: Settings) -> str:
