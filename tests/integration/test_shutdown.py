@@ -57,7 +57,9 @@ async def test_sigterm_mid_backlog_stops_cleanly_and_a_new_worker_finishes(
     assert recorded == consumed, "every consumed message has its outcome, none half-written"
 
     with Worker(settings, log) as worker:
-        assert await wait_consumed(settings, worker) == len(messages)
+        # The topics also hold what the workers' timer sent (month closes, clock advances),
+        # one more whenever event time passes a step while the test runs.
+        assert await wait_consumed(settings, worker) >= len(messages)
     inbox = await fetch(settings, "SELECT event_id, event_type FROM inbox")
     ids = [r["event_id"] for r in inbox]
     assert len(ids) == len(set(ids)), "no event accepted twice"
