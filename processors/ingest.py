@@ -35,18 +35,28 @@ import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from typing import Any
 
 import asyncpg
 import msgspec
 
+from ledger import program_store
 from processors import ingest_store as store
 from processors import positions
 from processors.ingest_checks import OrderBook, OrderKey, check_key
-from schemas.codec import Limits, RejectCode, Rejection, decode, encode, fingerprint
+from schemas.codec import (
+    Limits,
+    RejectCode,
+    Rejection,
+    decode,
+    encode,
+    fingerprint,
+    ten_years_before,
+)
 from schemas.commands import ALL_PARTNER_COMMANDS
 from schemas.events import PartnerRegistered, SaleRecorded, SaleReversed
+from schemas.screening import escape_controls
 from schemas.streams import Message, get_stream
 
 log = logging.getLogger(__name__)
@@ -195,8 +205,9 @@ class BatchProcessor:
     ) -> dict[TopicPartition, datetime]:
         """Judge, record and apply the batch; return the latest event time per partition."""
         now = self.clock()
+        limits = await self._limits(conn)
         decoded = [
-            decode(self.streams[m.topic], m.value, now=now, limits=self.limits) for m in messages
+            decode(self.streams[m.topic], m.value, now=now, limits=limits) for m in messages
         ]
         events = [d for d in decoded if not isinstance(d, Rejection)]
         await store.hold_writers(conn, exclusive=any(_for_everyone(e) for e in events))
@@ -237,6 +248,22 @@ class BatchProcessor:
                 tp = (m.topic, m.partition)
                 event_times[tp] = max(event_times.get(tp, result.occurred_at), result.occurred_at)
         return event_times
+
+    async def _limits(self, conn: asyncpg.Connection) -> Limits:
+        """The limits, with the earliest occurred_at accepted ten years before the oldest
+        program's effective_from unless one is configured (see schemas.codec)."""
+        if self.limits.earliest_occurred_at is not None:
+            return self.limits
+        oldest = await program_store.earliest_effective_from(conn)
+        if oldest is None:
+            return self.limits
+        program_id, effective_from = oldest
+        start = datetime.combine(effective_from, time(), UTC)
+        return msgspec.structs.replace(
+            self.limits,
+            earliest_occurred_at=ten_years_before(start),
+            earliest_basis=f"ten years before {program_id} took effect on {effective_from}",
+        )
 
     async def _write(self, conn: asyncpg.Connection, walk: _Walk) -> None:
         await store.copy_rows(conn, "ingest_log", store.LOG_COLUMNS, walk.log)
@@ -464,6 +491,8 @@ class _Walk:
         partner_id: str | None
         if message is not None:
             event_id, partner_id = message.event_id, message.partner_id
+        elif rejection.code is RejectCode.TOO_DEEP:
+            event_id, partner_id = None, None  # not to be parsed at all
         else:
             event_id, partner_id = _identify(m.value)
         self.dead.append(
@@ -515,14 +544,16 @@ def _identify(raw: bytes | None) -> tuple[uuid.UUID | None, str | None]:
     """Best effort: the event id and partner id of a rejected message, for listings."""
     try:
         ids = _IDS.decode(raw or b"")
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
+        # RecursionError: a message nested too deep for the parser; the codec rejects
+        # those as too_deep before this is reached, so this is a second line of defence.
         return None, None
     try:
         event_id = uuid.UUID(ids.event_id) if isinstance(ids.event_id, str) else None
     except ValueError:
         event_id = None
     partner_id = ids.partner_id if isinstance(ids.partner_id, str) else None
-    return event_id, partner_id[:200] if partner_id else None
+    return event_id, escape_controls(partner_id[:200]) if partner_id else None
 
 
 def _inbox_row(a: Accepted) -> tuple[Any, ...]:

@@ -47,6 +47,11 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     # What a receiver accepts (see schemas.codec.Limits, built by ``limits()``).
     max_message_bytes: int = 1_000_000
     future_tolerance_s: int = 300
+    max_depth: int = 32
+    # The earliest occurred_at accepted, RFC 3339 with an offset. Empty: ten years before
+    # the oldest program's effective_from (the worker; with no program, and for `incentives
+    # publish`, ten years before the clock). Older events are dead-lettered as too_old.
+    earliest_occurred_at: str = ""
     # A worker's batch: at most this many messages, or what arrived within this time.
     batch_size_max: int = 1000
     batch_within_ms: int = 200
@@ -82,6 +87,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
                 {
                     "max_message_bytes": self.max_message_bytes,
                     "future_tolerance_s": self.future_tolerance_s,
+                    "max_depth": self.max_depth,
+                    "earliest_occurred_at": self.earliest_occurred_at or None,
                 },
                 Limits,
             )
