@@ -24,8 +24,10 @@ transaction it:
 8. advances the positions, and commits.
 
 If anything raises, the transaction rolls back and nothing of the batch is recorded: the
-caller must not go on consuming after the failed batch (the worker stops, see
-``processors.app``), or the positions would skip it.
+caller must not consume past the failed batch, or the positions would skip it. The worker
+retries it, or narrows the failure down to one message (``processors.isolation``), which it
+then processes alone with ``poisoned``: that message is dead-lettered with the rejection
+given instead of being applied, and everything else about it is recorded as usual.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ from schemas.streams import Message, get_stream
 log = logging.getLogger(__name__)
 
 TopicPartition = tuple[str, int]
+Coordinates = tuple[str, int, int]  # topic, partition, offset
 
 # Outcomes of a message, as recorded in ingest_log.outcome.
 APPLIED = "applied"
@@ -173,9 +176,15 @@ class BatchProcessor:
         self.clock = clock
 
     async def process(
-        self, conn: asyncpg.Connection, messages: Sequence[SourceMessage]
+        self,
+        conn: asyncpg.Connection,
+        messages: Sequence[SourceMessage],
+        *,
+        poisoned: Mapping[Coordinates, Rejection] | None = None,
     ) -> BatchReport:
-        """Process one batch in one transaction on ``conn``; return what it did."""
+        """Process one batch in one transaction on ``conn``; return what it did. The
+        messages at the coordinates of ``poisoned`` (fresh ones, or parked ones released by
+        the batch) are dead-lettered with the rejection given, whatever they hold."""
         report = BatchReport(messages=len(messages))
         if not messages:
             return report
@@ -195,13 +204,17 @@ class BatchProcessor:
                     report.below_position, len(messages), _ranges(messages, before),
                 )  # fmt: skip
             if fresh:
-                event_times = await self._process_fresh(conn, fresh, report)
+                event_times = await self._process_fresh(conn, fresh, report, poisoned or {})
                 await positions.advance(conn, self.group, before, after, event_times)
             report.positions = after
         return report
 
     async def _process_fresh(
-        self, conn: asyncpg.Connection, messages: list[SourceMessage], report: BatchReport
+        self,
+        conn: asyncpg.Connection,
+        messages: list[SourceMessage],
+        report: BatchReport,
+        poisoned: Mapping[Coordinates, Rejection],
     ) -> dict[TopicPartition, datetime]:
         """Judge, record and apply the batch; return the latest event time per partition."""
         now = self.clock()
@@ -226,7 +239,7 @@ class BatchProcessor:
         }
         orders = OrderBook(await store.order_lines(conn, keys))
 
-        walk = _Walk(self.streams, known, registered, waiting, orders, now)
+        walk = _Walk(self.streams, known, registered, waiting, orders, now, poisoned)
         for message, result in zip(messages, decoded, strict=True):
             walk.take(message, result)
         await self._write(conn, walk)
@@ -248,6 +261,12 @@ class BatchProcessor:
                 tp = (m.topic, m.partition)
                 event_times[tp] = max(event_times.get(tp, result.occurred_at), result.occurred_at)
         return event_times
+
+    def registers(self, message: SourceMessage) -> str | None:
+        """The partner ``message`` registers, if it is a valid ``PartnerRegistered``."""
+        decoded = decode(self.streams[message.topic], message.value, now=self.clock(),
+                         limits=self.limits)  # fmt: skip
+        return decoded.partner_id if isinstance(decoded, PartnerRegistered) else None
 
     async def _limits(self, conn: asyncpg.Connection) -> Limits:
         """The limits, with the earliest occurred_at accepted ten years before the oldest
@@ -372,8 +391,10 @@ class _Walk:
         waiting: list[_Pending],
         orders: OrderBook,
         now: datetime,
+        poisoned: Mapping[Coordinates, Rejection],
     ) -> None:
         self.streams = streams
+        self.poisoned = poisoned
         # Fingerprints of every event id applied or parked, including by this batch.
         self.seen: dict[uuid.UUID, bytes] = {k: v.fingerprint for k, v in known.items()}
         self.registered = set(registered)
@@ -396,7 +417,9 @@ class _Walk:
             self._dead(m, stream, None, result)
             return
         message = result
-        rejection = check_key(m.key, message)
+        rejection = self.poisoned.get((m.topic, m.partition, m.offset)) or check_key(
+            m.key, message
+        )
         if rejection is not None:
             self._dead(m, stream, message, rejection)
             return
@@ -460,7 +483,8 @@ class _Walk:
         """Apply the partner's parked events, in parking order, right after its registration."""
         for pending in self.waiting.pop(partner_id, []):
             message = pending.message
-            rejection = self._stateful(message)
+            poison = self.poisoned.get((pending.topic, pending.partition, pending.offset))
+            rejection = poison or self._stateful(message)
             if rejection is None:
                 outcome, code = APPLIED, None
                 self._accept(_Candidate(message, pending.stream, pending.fingerprint,

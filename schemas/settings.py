@@ -55,6 +55,14 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     # A worker's batch: at most this many messages, or what arrived within this time.
     batch_size_max: int = 1000
     batch_within_ms: int = 200
+    # A failed batch (processors.isolation): attempts after a transient failure (PostgreSQL
+    # away), with a jittered backoff doubling up to retry_backoff_max_ms, before the worker
+    # stops; attempts after a deadlock or serialization failure; and the most messages in a
+    # row of one partition dead-lettered as processing_failed before the worker stops.
+    batch_attempts_max: Annotated[int, msgspec.Meta(ge=1)] = 10
+    conflict_attempts_max: Annotated[int, msgspec.Meta(ge=1)] = 50
+    retry_backoff_max_ms: Annotated[int, msgspec.Meta(ge=0)] = 10_000
+    poison_run_max: Annotated[int, msgspec.Meta(ge=1)] = 5
     # The timer (processors.clock), driven by event time: a month closes by itself once
     # event time on every partition has passed its end plus this grace (false: only by a
     # ClosePeriod command), and the clock is advanced in steps of this many seconds (0: never
