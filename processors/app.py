@@ -66,7 +66,7 @@ from processors.ingest import (
 from processors.isolation import Hooks, Isolating, RetryPolicy, pooled
 from processors.observability import RecordTally, Telemetry, batch_fields, logging_config
 from processors.offsets import partitions
-from processors.operations import Operations, bind
+from processors.operations import EndOffsets, Operations, bind
 from processors.outbox import Outbox
 from schemas.outcomes import REFUSALS
 from schemas.settings import Settings
@@ -89,13 +89,16 @@ class WorkerError(Exception):
 
 
 class _Resources:
-    """The connection pool and the dead-letter producer: created once, on first use."""
+    """The connection pool, the dead-letter producer and a consumer for end offsets:
+    created once, on first use."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._lock = asyncio.Lock()
         self._pool: asyncpg.Pool | None = None
         self._producer: AIOKafkaProducer | None = None
+        # What waits in Kafka, for the timer's idle partitions.
+        self.offsets = EndOffsets(settings.bootstrap)
 
     async def pool(self) -> asyncpg.Pool:
         async with self._lock:
@@ -116,6 +119,7 @@ class _Resources:
             return self._producer
 
     async def close(self) -> None:
+        await self.offsets.close()
         async with self._lock:
             if self._producer is not None:
                 await self._producer.stop()
@@ -214,7 +218,7 @@ def build_app(
             rolled_back=tally.take,  # what a rolled-back attempt appended never was
         ),
     )
-    timer = Timer(settings, list(topics), partition_count)
+    timer = Timer(settings, list(topics), partition_count, resources.offsets.end_offsets)
     dead_topic = settings.topic(deadletters.DEADLETTERS)
     refusals_topic = settings.topic(REFUSALS)
     within_s = settings.batch_within_ms / 1000

@@ -70,6 +70,10 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     auto_close: bool = True
     close_grace_s: Annotated[int, msgspec.Meta(ge=0)] = 172_800
     timer_interval_s: Annotated[int, msgspec.Meta(ge=0)] = 86_400
+    # A partition with no message consumed for this long (wall clock) and none waiting in
+    # Kafka stops holding event time back (0: never), so that with fewer partners than
+    # partitions months still close by themselves. See processors.clock on late events.
+    idle_partition_s: Annotated[int, msgspec.Meta(ge=0)] = 3_600
     # A worker's GET /metrics and GET /health (processors.operations). Every worker on one
     # machine needs its own port; 0 picks a free one, which the worker logs.
     metrics_host: str = "127.0.0.1"
