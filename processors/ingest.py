@@ -46,7 +46,7 @@ import msgspec
 from ledger import program_store
 from processors import ingest_store as store
 from processors import positions
-from processors.ingest_checks import OrderBook, OrderKey, check_key
+from processors.ingest_checks import OrderBook, OrderKey, check_key, conflict, identify
 from schemas.codec import (
     Limits,
     RejectCode,
@@ -58,7 +58,6 @@ from schemas.codec import (
 )
 from schemas.commands import ALL_PARTNER_COMMANDS
 from schemas.events import PartnerRegistered, SaleRecorded, SaleReversed
-from schemas.screening import escape_controls
 from schemas.streams import Message, get_stream
 
 log = logging.getLogger(__name__)
@@ -191,7 +190,7 @@ class BatchProcessor:
         async with conn.transaction():
             tps = {(m.topic, m.partition) for m in messages}
             before = await positions.lock(conn, self.group, tps)
-            fresh, after = _above_positions(messages, before)
+            fresh, after = positions.above(messages, before)
             report.below_position = len(messages) - len(fresh)
             if report.below_position:
                 # A stale worker (its partitions moved on in a rebalance while it consumed)
@@ -201,7 +200,8 @@ class BatchProcessor:
                     "dropped %d of %d messages of %s: below the positions stored in PostgreSQL,"
                     " already written by another worker or an earlier run (stale worker or"
                     " redelivery)",
-                    report.below_position, len(messages), _ranges(messages, before),
+                    report.below_position, len(messages),
+                    positions.dropped_ranges(messages, before),
                 )  # fmt: skip
             if fresh:
                 event_times = await self._process_fresh(conn, fresh, report, poisoned or {})
@@ -297,40 +297,6 @@ class BatchProcessor:
             conn, "registered_partners", store.REGISTERED_COLUMNS, walk.new_partners
         )
         await store.upsert_order_lines(conn, list(walk.orders.changed()))
-
-
-def _ranges(messages: Sequence[SourceMessage], before: Mapping[TopicPartition, int]) -> str:
-    """The dropped offsets per partition, e.g. ``sales/3@120-141``, for the log."""
-    spans: dict[TopicPartition, list[int]] = {}
-    for m in messages:
-        tp = (m.topic, m.partition)
-        if m.offset < before[tp]:
-            spans.setdefault(tp, []).append(m.offset)
-    return ", ".join(f"{t}/{p}@{min(o)}-{max(o)}" for (t, p), o in sorted(spans.items()))
-
-
-def _above_positions(
-    messages: Sequence[SourceMessage], before: Mapping[TopicPartition, int]
-) -> tuple[list[SourceMessage], dict[TopicPartition, int]]:
-    """The messages at or above the stored positions, and the positions after them.
-
-    Offsets of one partition only increase within a batch; a message at an offset already
-    passed (a redelivery racing a seek) is dropped like one below the stored position.
-    """
-    fresh: list[SourceMessage] = []
-    after: dict[TopicPartition, int] = {}
-    for m in messages:
-        tp = (m.topic, m.partition)
-        expected = after.get(tp, before[tp])
-        if m.offset < expected:
-            continue
-        if m.offset > expected:
-            # Non-transactional producers leave no holes; a hole means transaction markers,
-            # retention, or a consumer that skipped a batch. `incentives reconcile` shows it.
-            log.warning("offsets %s-%s of %s/%s were not consumed", expected, m.offset - 1, *tp)
-        fresh.append(m)
-        after[tp] = m.offset + 1
-    return fresh, after
 
 
 @dataclass(slots=True)
@@ -430,7 +396,7 @@ class _Walk:
                 self.duplicates += 1
                 self._log(m, stream, message.event_id, DUPLICATE)
             else:
-                self._dead(m, stream, message, _conflict(message, first, fp))
+                self._dead(m, stream, message, conflict(message, first, fp))
             return
         if _needs_partner(message) and message.partner_id not in self.registered:
             self._park(m, stream, message, fp)
@@ -518,7 +484,7 @@ class _Walk:
         elif rejection.code is RejectCode.TOO_DEEP:
             event_id, partner_id = None, None  # not to be parsed at all
         else:
-            event_id, partner_id = _identify(m.value)
+            event_id, partner_id = identify(m.value)
         self.dead.append(
             DeadLetter(m.topic, m.partition, m.offset, stream, event_id, partner_id, m.value,
                        rejection)
@@ -545,39 +511,6 @@ def _needs_partner(message: Message) -> bool:
 
 def _for_everyone(message: Message) -> bool:
     return isinstance(message, ALL_PARTNER_COMMANDS)
-
-
-def _conflict(message: Message, first: bytes, fp: bytes) -> Rejection:
-    return Rejection(
-        code=RejectCode.CONFLICT,
-        path="$.event_id",
-        message=f"event_id {message.event_id} was first received with other content"
-        f" (fingerprint {first.hex()[:16]}, this one {fp.hex()[:16]}); the first stands",
-    )
-
-
-class _Ids(msgspec.Struct):
-    event_id: Any = None
-    partner_id: Any = None
-
-
-_IDS = msgspec.json.Decoder(_Ids)
-
-
-def _identify(raw: bytes | None) -> tuple[uuid.UUID | None, str | None]:
-    """Best effort: the event id and partner id of a rejected message, for listings."""
-    try:
-        ids = _IDS.decode(raw or b"")
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
-        # RecursionError: a message nested too deep for the parser; the codec rejects
-        # those as too_deep before this is reached, so this is a second line of defence.
-        return None, None
-    try:
-        event_id = uuid.UUID(ids.event_id) if isinstance(ids.event_id, str) else None
-    except ValueError:
-        event_id = None
-    partner_id = ids.partner_id if isinstance(ids.partner_id, str) else None
-    return event_id, escape_controls(partner_id[:200]) if partner_id else None
 
 
 def _inbox_row(a: Accepted) -> tuple[Any, ...]:
