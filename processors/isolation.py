@@ -199,17 +199,17 @@ class Isolating:
 
     async def _dead_letter(self, message: SourceMessage, cause: Exception) -> BatchReport:
         where = f"{message.topic}/{message.partition}@{message.offset}"
-        released = await self._parked_poison(message)
-        if released is not None:
+        poisoned = await self._parked_poison(message)
+        if poisoned is not None:
             log.error("%s releases parked events of which %d fail on their own; they are"
-                      " dead-lettered as processing_failed: %s", where, len(released),
-                      "; ".join(r.message for r in released.values()))  # fmt: skip
-            return await self._attempt([message], released)
-        await self._refuse_a_run_of_poison(message, cause)
-        rejection = processing_failed(cause)
-        log.error("%s failed on its own and is dead-lettered as processing_failed: %s",
-                  where, rejection.message)  # fmt: skip
-        poisoned = {(message.topic, message.partition, message.offset): rejection}
+                      " dead-lettered as processing_failed: %s", where, len(poisoned),
+                      "; ".join(r.message for r in poisoned.values()))  # fmt: skip
+        else:
+            await self._refuse_a_run_of_poison(message, cause)
+            rejection = processing_failed(cause)
+            log.error("%s failed on its own and is dead-lettered as processing_failed: %s",
+                      where, rejection.message)  # fmt: skip
+            poisoned = {(message.topic, message.partition, message.offset): rejection}
         try:
             return await self._attempt([message], poisoned)
         except _Suspect as failed:
