@@ -6,9 +6,13 @@ checkpoint pins the head (seq and hash) of every partner at one moment. The veri
 demands that every partner named in a checkpoint still has a record at that seq with that
 hash: a shortened chain, a missing partner and a forged history before the checkpoint all fail
 that demand. Checkpoints are chained to each other too (each one hashes the previous root),
-so removing or editing an old checkpoint breaks every later one. The newest root is worth
-publishing outside the database (a statement, an email to the auditor): that is what makes
-rewriting the database together with all its checkpoints detectable.
+so removing or editing an old checkpoint breaks every later one. What the chain cannot
+show is that its newest links were removed (the newest checkpoint deleted, and the ledger
+after the one before rewritten), or that the database was rewritten together with every
+checkpoint. So each checkpoint is also written outside the database, as an *anchor*
+(``CheckpointAnchor``: its seq, time, previous root and root, without the heads, which the
+root commits to): to a Kafka topic and, on request, a file the auditor keeps. ``check_anchors``
+demands that the database still holds every anchored checkpoint, unchanged.
 
 Flat hash rather than a Merkle root: the checkpoint row stores every head anyway and the
 verifier always reads all of them, so a Merkle tree would buy only inclusion proofs for a
@@ -38,6 +42,7 @@ import msgspec
 from ledger.core import HASH_SIZE, ChainHead, Problem, epoch_us
 
 CHECKPOINT_FORMAT = "incentives-ledger-checkpoint/1"
+ANCHOR_FORMAT = "incentives-ledger-checkpoint-anchor/1"
 GENESIS_ROOT = bytes(HASH_SIZE)
 
 _ENCODER = msgspec.json.Encoder()
@@ -50,6 +55,54 @@ class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):
     partner_count: int
     heads: tuple[ChainHead, ...]  # sorted by partner_id, one per partner with records
     root: bytes
+
+
+class CheckpointAnchor(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A checkpoint as held outside the database: one JSON object, hashes in hex."""
+
+    format: str = ANCHOR_FORMAT
+    checkpoint_seq: int
+    taken_at: datetime
+    partner_count: int
+    prev_root: str
+    root: str
+
+
+def anchor_of(checkpoint: Checkpoint) -> CheckpointAnchor:
+    return CheckpointAnchor(
+        checkpoint_seq=checkpoint.checkpoint_seq,
+        taken_at=checkpoint.taken_at,
+        partner_count=checkpoint.partner_count,
+        prev_root=checkpoint.prev_root.hex(),
+        root=checkpoint.root.hex(),
+    )
+
+
+def check_anchors(
+    checkpoints: Iterable[Checkpoint], anchors: Iterable[CheckpointAnchor]
+) -> list[tuple[int, Problem]]:
+    """Problems of the stored checkpoints against anchors held outside the database: an
+    anchored checkpoint that is gone (``checkpoint_missing``) or differs from its anchor
+    (``checkpoint_anchor_mismatch``), each with the anchor's checkpoint_seq. Checkpoints
+    newer than every anchor are not problems: they were not exported yet."""
+    stored = {c.checkpoint_seq: anchor_of(c) for c in checkpoints}
+    problems: list[tuple[int, Problem]] = []
+    for anchor in sorted(set(anchors), key=lambda a: a.checkpoint_seq):
+        path = f"checkpoint {anchor.checkpoint_seq}"
+        have = stored.get(anchor.checkpoint_seq)
+        seq = anchor.checkpoint_seq
+        if have is None:
+            problems.append((seq, Problem("checkpoint_missing", path, f"root {anchor.root}",
+                                          "no such checkpoint in the database")))
+        elif have != msgspec.structs.replace(anchor, format=ANCHOR_FORMAT):
+            problems.append((seq, Problem("checkpoint_anchor_mismatch", path, _shown(anchor),
+                                          _shown(have))))
+    return problems
+
+
+def _shown(anchor: CheckpointAnchor) -> str:
+    return (f"root {anchor.root}, prev_root {anchor.prev_root}, taken at "
+            f"{anchor.taken_at.isoformat()}, {anchor.partner_count} partners")
 
 
 def checkpoint_bytes(checkpoint: Checkpoint) -> bytes:

@@ -74,6 +74,15 @@ async def publish(
     return "published"
 
 
+async def earliest_effective_from(conn: asyncpg.Connection) -> tuple[str, dt.date] | None:
+    """The program version that takes effect first, as (program id, effective_from)."""
+    row = await conn.fetchrow(
+        "SELECT program_id, effective_from FROM program_versions"
+        " ORDER BY effective_from, program_id LIMIT 1"
+    )
+    return None if row is None else (row["program_id"], row["effective_from"])
+
+
 async def _next_version(conn: asyncpg.Connection, program_id: str) -> int:
     latest = await conn.fetchval(
         "SELECT max(version) FROM program_versions WHERE program_id = $1", program_id

@@ -28,7 +28,7 @@ from typing import Final
 
 import msgspec
 
-from ledger.checkpoint import Checkpoint, check_checkpoint
+from ledger.checkpoint import Checkpoint, CheckpointAnchor, check_anchors, check_checkpoint
 from ledger.core import (
     GENESIS_HASH,
     LEDGER_NAMESPACE,
@@ -64,6 +64,9 @@ class FindingCode(enum.StrEnum):
     CHECKPOINT_MALFORMED = "checkpoint_malformed"
     CHECKPOINT_HEAD_DROPPED = "checkpoint_head_dropped"
     CHECKPOINT_HEAD_REGRESSED = "checkpoint_head_regressed"
+    # The checkpoints against their anchors outside the database (check_anchors).
+    CHECKPOINT_MISSING = "checkpoint_missing"
+    CHECKPOINT_ANCHOR_MISMATCH = "checkpoint_anchor_mismatch"
 
 
 class Finding(msgspec.Struct, frozen=True, kw_only=True):
@@ -82,6 +85,7 @@ class VerifyReport(msgspec.Struct, frozen=True, kw_only=True):
     partners: int
     checkpoints: int
     findings: list[Finding]
+    anchors: int = 0  # anchors held outside the database that the checkpoints met
 
     @property
     def ok(self) -> bool:
@@ -106,10 +110,12 @@ class Verifier:
         self,
         checkpoints: Iterable[Checkpoint],
         *,
+        anchors: Iterable[CheckpointAnchor] = (),
         progress: ProgressFn | None = None,
         progress_every: int = 100_000,
     ) -> None:
-        """`checkpoints` must be all of them, in checkpoint_seq order, starting at 1."""
+        """`checkpoints` must be all of them, in checkpoint_seq order, starting at 1;
+        `anchors` are copies of some held outside the database (see ledger.checkpoint)."""
         assert progress_every >= 1
         self.findings: list[Finding] = []
         self._progress = progress
@@ -119,6 +125,14 @@ class Verifier:
         self._partners = 0
         self._checkpoints = 0
         self._demands: dict[str, list[_Demand]] = {}
+        checkpoints = list(checkpoints)
+        self._anchors = len(set(anchors))
+        for seq, problem in check_anchors(checkpoints, anchors):
+            missing = problem.code == FindingCode.CHECKPOINT_MISSING
+            self._add(None, None, None, FindingCode(problem.code), problem.expected,
+                      problem.found, f"{problem.path} is held outside the database, but "
+                      + ("the database has no such checkpoint" if missing
+                         else "the database holds another one"), seq)
         self._index_checkpoints(checkpoints)
         # The partner being verified.
         self._partner: str | None = None
@@ -163,7 +177,8 @@ class Verifier:
         if self._progress is not None:
             self._progress(self._records, self._partners)
         return VerifyReport(records=self._records, partners=self._partners,
-                            checkpoints=self._checkpoints, findings=list(self.findings))
+                            checkpoints=self._checkpoints, findings=list(self.findings),
+                            anchors=self._anchors)
 
     # --- one record -----------------------------------------------------------------------------
 
@@ -330,10 +345,12 @@ def verify(
     records: Iterable[Record],
     checkpoints: Iterable[Checkpoint],
     *,
+    anchors: Iterable[CheckpointAnchor] = (),
     progress: ProgressFn | None = None,
     progress_every: int = 100_000,
 ) -> VerifyReport:
-    verifier = Verifier(checkpoints, progress=progress, progress_every=progress_every)
+    verifier = Verifier(checkpoints, anchors=anchors, progress=progress,
+                        progress_every=progress_every)
     verifier.feed(records)
     return verifier.finish()
 

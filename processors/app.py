@@ -15,13 +15,16 @@ topics' partition counts differ, since the guarantee would not hold.
 
 Each batch (at most ``batch_size_max`` messages, or what arrived within ``batch_within_ms``)
 is one PostgreSQL transaction (``processors.ingest.BatchProcessor``), which stores the
-consumer positions. PostgreSQL is the truth; Kafka's committed offsets are a copy that the
-worker writes every second and on assignment (never ahead of PostgreSQL), because on
-assignment faust seeks to Kafka's committed offsets after the assignment signal, which
-overrides a seek made in it. Whatever Kafka delivers below the stored positions is dropped.
-If a batch fails it is rolled back and the worker stops (exit status 1) instead of
-consuming on, since what it consumes next would lie past the failed batch; a restarted
-worker resumes from PostgreSQL.
+consumer positions; a batch that fails is retried or narrowed down to the message that
+fails, which is dead-lettered (``processors.isolation``). PostgreSQL is the truth; Kafka's
+committed offsets are a copy that the worker writes every second and on assignment (never
+ahead of PostgreSQL), because on assignment faust seeks to Kafka's committed offsets after
+the assignment signal, which overrides a seek made in it. Whatever Kafka delivers below the
+stored positions is dropped.
+If a batch fails for good (retries ran out, the failure is not a message's, or too many
+messages in a row failed alone) the worker stops (exit status 1) instead of consuming on,
+since what it consumes next would lie past the failed batch; a restarted worker resumes
+from PostgreSQL.
 
 Periods and time-driven work: a faust timer (every second) lets ``processors.clock`` send a
 ``ClosePeriod`` or an ``AdvanceClock`` to the commands topic once event time on every
@@ -60,9 +63,10 @@ from processors.ingest import (
     SourceMessage,
     apply_nothing,
 )
+from processors.isolation import Hooks, Isolating, RetryPolicy, pooled
 from processors.observability import RecordTally, Telemetry, batch_fields, logging_config
 from processors.offsets import partitions
-from processors.operations import Operations, bind
+from processors.operations import EndOffsets, Operations, bind
 from processors.outbox import Outbox
 from schemas.outcomes import REFUSALS
 from schemas.settings import Settings
@@ -85,13 +89,16 @@ class WorkerError(Exception):
 
 
 class _Resources:
-    """The connection pool and the dead-letter producer: created once, on first use."""
+    """The connection pool, the dead-letter producer and a consumer for end offsets:
+    created once, on first use."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._lock = asyncio.Lock()
         self._pool: asyncpg.Pool | None = None
         self._producer: AIOKafkaProducer | None = None
+        # What waits in Kafka, for the timer's idle partitions.
+        self.offsets = EndOffsets(settings.bootstrap)
 
     async def pool(self) -> asyncpg.Pool:
         async with self._lock:
@@ -112,6 +119,7 @@ class _Resources:
             return self._producer
 
     async def close(self) -> None:
+        await self.offsets.close()
         async with self._lock:
             if self._producer is not None:
                 await self._producer.stop()
@@ -198,12 +206,22 @@ def build_app(
         group=group, streams=topics, limits=settings.limits(), apply_accepted=apply_accepted
     )
     resources = _Resources(settings)
-    timer = Timer(settings, list(topics), partition_count)
+    telemetry = Telemetry(topics.values())
+    tally = tally or RecordTally()
+    isolating = Isolating(
+        processor,
+        lambda: pooled(resources.pool),
+        retry_policy(settings),
+        hooks=Hooks(
+            retried=lambda failure: telemetry.batch_retried(failure.value),
+            narrowed=lambda: telemetry.batch_narrowed(),
+            rolled_back=tally.take,  # what a rolled-back attempt appended never was
+        ),
+    )
+    timer = Timer(settings, list(topics), partition_count, resources.offsets.end_offsets)
     dead_topic = settings.topic(deadletters.DEADLETTERS)
     refusals_topic = settings.topic(REFUSALS)
     within_s = settings.batch_within_ms / 1000
-    telemetry = Telemetry(topics.values())
-    tally = tally or RecordTally()
     if metrics_socket is not None:
         Operations(settings, telemetry, topics, metrics_socket).attach(app)
 
@@ -250,9 +268,7 @@ def build_app(
             ]
             started = time.monotonic()
             try:
-                pool = await resources.pool()
-                async with pool.acquire() as conn:
-                    report = await processor.process(conn, batch)
+                report = await isolating.process(batch)
             except Exception as exc:
                 telemetry.batch_failed(exc)
                 first = batch[0]
@@ -288,6 +304,15 @@ def build_app(
                 await _publish(resources, refusals.OUTBOX, refusals_topic, sources)
 
     return app
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        transient_attempts_max=settings.batch_attempts_max,
+        conflict_attempts_max=settings.conflict_attempts_max,
+        backoff_max_s=settings.retry_backoff_max_ms / 1000,
+        poison_run_max=settings.poison_run_max,
+    )
 
 
 async def mirror_positions(app: faust.App, offsets: dict[TP, int]) -> None:

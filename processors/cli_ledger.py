@@ -1,6 +1,11 @@
 """`incentives audit verify | checkpoint | replay` and `incentives balance`: the ledger's own
 commands.
 
+`audit checkpoint` takes a checkpoint and publishes every checkpoint not yet on the
+``checkpoints`` topic (exit 1 if Kafka cannot take it; the next run catches up), and with
+``--export FILE`` appends it to FILE; `audit verify --against topic|FILE` also checks the
+stored checkpoints against those copies (see processors.anchors).
+
 Exit codes of `audit verify` and `audit replay`: 0 the ledger verifies (or replays
 identically), 1 at least one finding (or difference), 2 the audit could not run (database
 unreachable, ...), so a script never mistakes "could not look" for "clean".
@@ -16,11 +21,16 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import asyncpg
+from aiokafka.errors import KafkaError
 
 from ledger import store
+from ledger.checkpoint import CheckpointAnchor, anchor_of
 from ledger.verify import Finding, VerifyReport
+from processors import anchors
+from processors.anchors import AnchorError
 from schemas.settings import Settings
 
 
@@ -34,9 +44,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="print records verified and records/s on stderr as it goes")
     a.add_argument("--chunk", type=int, default=store.CHUNK_DEFAULT,
                    help="records per page read from PostgreSQL")
+    a.add_argument("--against", metavar="FILE|topic", default=None,
+                   help="also check the checkpoints against their copies held outside the "
+                        "database: the checkpoints topic (the word topic), or a FILE that "
+                        "`audit checkpoint --export` wrote")
     a.set_defaults(handler=_verify)
 
-    a = actions.add_parser("checkpoint", help="pin every chain head in a new checkpoint")
+    a = actions.add_parser("checkpoint", help="pin every chain head in a new checkpoint, "
+                           "and publish it to the checkpoints topic")
+    a.add_argument("--export", metavar="FILE", type=Path, default=None,
+                   help="also append the new checkpoint to FILE (one JSON line), for the "
+                        "auditor to keep outside the database")
     a.set_defaults(handler=_checkpoint)
 
     a = actions.add_parser("replay", help="rebuild the ledger from the stored inputs with the "
@@ -77,7 +95,10 @@ def _run(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[int]
         print(f"incentives: cannot use the ledger database: {type(exc).__name__}: {exc}",
               file=sys.stderr)
         return 2
-    except store.StoreError as exc:
+    except KafkaError as exc:
+        print(f"incentives: cannot read the checkpoints topic: {exc!r}", file=sys.stderr)
+        return 2
+    except (store.StoreError, AnchorError) as exc:
         print(f"incentives: {exc}", file=sys.stderr)
         return 1
 
@@ -91,12 +112,18 @@ def _verify(settings: Settings, args: argparse.Namespace) -> int:
               f"{records / elapsed:,.0f} records/s", file=sys.stderr, flush=True)
 
     async def work(conn: asyncpg.Connection) -> int:
+        anchors = await _anchors(settings, args.against)
+        if args.against is not None and not anchors:
+            print(f"incentives: {args.against} holds no checkpoint to verify against",
+                  file=sys.stderr)
+            return 1
         with _cyclic_gc_paused():
             report = await store.verify_ledger(conn, chunk=args.chunk,
-                                               progress=progress if args.progress else None)
+                                               progress=progress if args.progress else None,
+                                               anchors=anchors)
         for finding in report.findings:
             print(_finding_line(finding))
-        print(_summary(report, time.monotonic() - started))
+        print(_summary(report, time.monotonic() - started, args.against))
         return 0 if report.ok else 1
 
     return _run(settings, work)
@@ -127,11 +154,21 @@ def _finding_line(f: Finding) -> str:
             f"found {f.found}")
 
 
-def _summary(report: VerifyReport, elapsed_s: float) -> str:
+async def _anchors(settings: Settings, against: str | None) -> list[CheckpointAnchor]:
+    if against is None:
+        return []
+    if against == "topic":
+        return await anchors.read_topic(settings)
+    return anchors.read_file(Path(against))
+
+
+def _summary(report: VerifyReport, elapsed_s: float, against: str | None = None) -> str:
     rate = report.records / elapsed_s if elapsed_s > 0 else 0.0
     verdict = "OK" if report.ok else f"{len(report.findings)} finding(s)"
+    held = "" if against is None else (
+        f" and {report.anchors:,} held outside the database ({against})")
     return (f"verified {report.records:,} records of {report.partners:,} partners against "
-            f"{report.checkpoints:,} checkpoint(s) in {elapsed_s:.1f}s "
+            f"{report.checkpoints:,} checkpoint(s){held} in {elapsed_s:.1f}s "
             f"({rate:,.0f} records/s): {verdict}")
 
 
@@ -160,6 +197,17 @@ def _checkpoint(settings: Settings, args: argparse.Namespace) -> int:
         cp = await store.take_checkpoint(conn, datetime.now(UTC))
         print(f"checkpoint {cp.checkpoint_seq} at {cp.taken_at.isoformat()} over "
               f"{cp.partner_count:,} partner chains: root {cp.root.hex()}")
+        if args.export is not None:
+            anchors.append_file(args.export, [anchor_of(cp)])
+            print(f"appended to {args.export}")
+        topic = settings.topic(anchors.CHECKPOINTS)
+        try:
+            sent = await anchors.publish(settings, await store.load_checkpoints(conn))
+        except Exception as exc:  # Kafka away: the checkpoint stands, its copy waits
+            print(f"incentives: checkpoint {cp.checkpoint_seq} is not yet on {topic}: {exc!r};"
+                  " the next `audit checkpoint` publishes it", file=sys.stderr)
+            return 1
+        print(f"published to {topic}: checkpoint(s) {', '.join(map(str, sent)) or 'none new'}")
         return 0
 
     return _run(settings, work)

@@ -11,9 +11,16 @@ replay meets them exactly where the live worker did.
 - Watermark: each source partition's latest event time is stored with its position
   (``consumer_positions.event_time``). The topics are co-partitioned, so partition *n* of
   every topic holds the same partners; a partition number's time is the latest over the
-  topics, and the watermark is the earliest over the partition numbers. A partition number
-  that has carried nothing yet holds the watermark back (nothing is known about its
-  partners); ``ClosePeriod`` and ``AdvanceClock`` can then be sent by hand.
+  topics, and the watermark is the earliest over the partition numbers that are not idle
+  (``watermark_of``). A partition number that has carried nothing yet holds the watermark
+  back (nothing is known about its partners) until it is idle.
+- Idle partitions: a partition number is idle once none of its topics consumed a message
+  for ``idle_partition_s`` of wall-clock time (or, one that never carried anything, since
+  the timer started) and none has a message waiting (Kafka's end offsets equal the stored
+  positions). With fewer partners than partitions, the empty ones then stop time from
+  standing still. The price: a partner that falls silent for longer than that and then
+  sends events older than the watermark finds their month closed; they are late events
+  (see the README). ``idle_partition_s = 0`` makes no partition idle, ever.
 - Idempotent: a command's id derives from what it does (``close:2026-01``,
   ``advance:<moment>``), so sending it twice, from two workers or again after a crash, is
   a counted duplicate; closing a closed month changes nothing; advancing to a moment
@@ -32,7 +39,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -63,14 +70,16 @@ class Policy:
     auto_close: bool
     grace: dt.timedelta
     interval: dt.timedelta | None  # None: the clock is not advanced by the timer
+    idle: dt.timedelta | None = None  # None: no partition is ever idle
 
     @classmethod
     def of(cls, settings: Settings) -> Policy:
-        interval = settings.timer_interval_s
+        interval, idle = settings.timer_interval_s, settings.idle_partition_s
         return cls(
             auto_close=settings.auto_close,
             grace=dt.timedelta(seconds=settings.close_grace_s),
             interval=dt.timedelta(seconds=interval) if interval else None,
+            idle=dt.timedelta(seconds=idle) if idle else None,
         )
 
 
@@ -117,34 +126,90 @@ def advance_command(to: dt.datetime) -> AdvanceClock:
     )
 
 
-async def watermark(
-    conn: asyncpg.Connection, group: str, topics: Sequence[str], partitions: int
+@dataclass(frozen=True, slots=True)
+class PartitionTime:
+    """What the timer knows of one partition number, over the topics."""
+
+    event_time: dt.datetime | None  # the latest event time consumed, None if none yet
+    consumed_at: dt.datetime | None  # wall-clock time of the last message consumed
+
+
+def idle_partitions(
+    partitions: int,
+    known: Mapping[int, PartitionTime],
+    *,
+    now: dt.datetime,
+    since: dt.datetime,
+    idle: dt.timedelta | None,
+) -> set[int]:
+    """The partition numbers that consumed nothing for ``idle`` by ``now`` (one that never
+    consumed anything: since ``since``), before looking at what waits in Kafka (pure)."""
+    if idle is None:
+        return set()
+    quiet = set()
+    for p in range(partitions):
+        consumed_at = known[p].consumed_at if p in known else None
+        if now - (consumed_at or since) >= idle:
+            quiet.add(p)
+    return quiet
+
+
+def watermark_of(
+    partitions: int, known: Mapping[int, PartitionTime], idle: Collection[int]
 ) -> dt.datetime | None:
-    """The earliest, over partition numbers, of the latest event time of any topic; None
-    while some partition number has carried no event."""
+    """The earliest event time over the partition numbers that are not ``idle``; None while
+    one of them has carried no event. When every partition number is idle, time goes on
+    to the latest event time known (pure)."""
+    holding: list[dt.datetime] = []
+    for p in range(partitions):
+        if p in idle:
+            continue
+        at = known[p].event_time if p in known else None
+        if at is None:
+            return None
+        holding.append(at)
+    if holding:
+        return min(holding)
+    times = [k.event_time for k in known.values() if k.event_time is not None]
+    return max(times, default=None)
+
+
+async def partition_times(
+    conn: asyncpg.Connection, group: str, topics: Sequence[str]
+) -> dict[int, PartitionTime]:
+    """Per partition number, the latest event time and consumption over the topics."""
     rows = await conn.fetch(
-        """SELECT partition, max(event_time) AS at FROM consumer_positions
-           WHERE group_id = $1 AND topic = ANY($2::text[]) AND event_time IS NOT NULL
+        """SELECT partition, max(event_time) AS at, max(updated_at) AS consumed_at
+           FROM consumer_positions WHERE group_id = $1 AND topic = ANY($2::text[])
            GROUP BY partition""",
         group,
         list(topics),
     )
-    times = {r["partition"]: r["at"] for r in rows}
-    if any(p not in times for p in range(partitions)):
-        return None
-    earliest: dt.datetime = min(times.values())
-    return earliest
+    return {r["partition"]: PartitionTime(r["at"], r["consumed_at"]) for r in rows}
+
+
+EndOffsets = Callable[[list[tuple[str, int]]], Awaitable[dict[tuple[str, int], int]]]
 
 
 class Timer:
     """Sends what ``plan`` says, at most once per ``tick`` call; see the module."""
 
-    def __init__(self, settings: Settings, topics: Sequence[str], partitions: int) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        topics: Sequence[str],
+        partitions: int,
+        end_offsets: EndOffsets | None = None,
+    ) -> None:
+        """``end_offsets`` tells what waits in Kafka; without it no partition is idle."""
         self.group = settings.consumer_group
         self.policy = Policy.of(settings)
         self.topics = list(topics)
         self.partitions = partitions
         self.commands_topic = settings.topic(COMMANDS)
+        self.end_offsets = end_offsets
+        self.started_at: dt.datetime | None = None  # PostgreSQL's clock at the first tick
+        self.idle: set[int] = set()
 
     @property
     def enabled(self) -> bool:
@@ -166,7 +231,7 @@ class Timer:
                 "SELECT next_close, advanced_to FROM clock_state WHERE group_id = $1 FOR UPDATE",
                 self.group,
             )
-            mark = await watermark(conn, self.group, self.topics, self.partitions)
+            mark = await self._watermark(conn)
             if mark is None:
                 return []
             before = ClockState(row["next_close"], row["advanced_to"])
@@ -195,6 +260,42 @@ class Timer:
             log.info("timer: sent %s as of %s (event-time watermark %s)",
                      what, command.occurred_at.isoformat(), mark.isoformat())  # fmt: skip
         return commands
+
+
+    async def _watermark(self, conn: asyncpg.Connection) -> dt.datetime | None:
+        known = await partition_times(conn, self.group, self.topics)
+        now: dt.datetime = await conn.fetchval("SELECT now()")
+        self.started_at = self.started_at or now
+        quiet = idle_partitions(self.partitions, known, now=now, since=self.started_at,
+                                idle=self.policy.idle if self.end_offsets else None)
+        idle = await self._nothing_waiting(conn, quiet) if quiet else set()
+        if idle != self.idle:
+            log.info("timer: partitions %s idle (nothing consumed for %s s and nothing"
+                     " waiting): they no longer hold event time back",
+                     sorted(idle) or "none",
+                     self.policy.idle and int(self.policy.idle.total_seconds()))
+            self.idle = idle
+        return watermark_of(self.partitions, known, idle)
+
+    async def _nothing_waiting(self, conn: asyncpg.Connection, quiet: set[int]) -> set[int]:
+        """Of the quiet partition numbers, those whose every topic is consumed to its end.
+        If Kafka does not answer, none: the safe side is to hold time back."""
+        assert self.end_offsets is not None
+        tps = [(t, p) for t in self.topics for p in sorted(quiet)]
+        try:
+            ends = await self.end_offsets(tps)
+        except Exception as exc:
+            log.warning("timer: cannot tell whether partitions %s are idle: %r", sorted(quiet),
+                        exc)  # fmt: skip
+            return set()
+        rows = await conn.fetch(
+            """SELECT topic, partition, next_offset FROM consumer_positions
+               WHERE group_id = $1 AND topic = ANY($2::text[]) AND partition = ANY($3::int[])""",
+            self.group, self.topics, sorted(quiet),
+        )  # fmt: skip
+        stored = {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+        waiting = {p for (t, p), end in ends.items() if end > stored.get((t, p), 0)}
+        return quiet - waiting
 
 
 def _month_of(moment: dt.datetime) -> str:

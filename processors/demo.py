@@ -66,7 +66,8 @@ def run(settings: Settings, *, partners: int, sales: int, timeout_s: float = 600
     for title, *args in (
         ("6. reconciliation", "reconcile"),
         ("7. a checkpoint over every chain head", "audit", "checkpoint"),
-        ("8. the auditor's verification", "audit", "verify"),
+        ("8. the auditor's verification, also against the checkpoints held in Kafka",
+         "audit", "verify", "--against", "topic"),
         ("9. the auditor's replay from the stored inputs", "audit", "replay"),
         (
             f"10. balances of {partner_ids(partners)[0]}",

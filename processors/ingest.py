@@ -24,8 +24,10 @@ transaction it:
 8. advances the positions, and commits.
 
 If anything raises, the transaction rolls back and nothing of the batch is recorded: the
-caller must not go on consuming after the failed batch (the worker stops, see
-``processors.app``), or the positions would skip it.
+caller must not consume past the failed batch, or the positions would skip it. The worker
+retries it, or narrows the failure down to one message (``processors.isolation``), which it
+then processes alone with ``poisoned``: that message is dead-lettered with the rejection
+given instead of being applied, and everything else about it is recorded as usual.
 """
 
 from __future__ import annotations
@@ -35,16 +37,25 @@ import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from typing import Any
 
 import asyncpg
 import msgspec
 
+from ledger import program_store
 from processors import ingest_store as store
 from processors import positions
-from processors.ingest_checks import OrderBook, OrderKey, check_key
-from schemas.codec import Limits, RejectCode, Rejection, decode, encode, fingerprint
+from processors.ingest_checks import OrderBook, OrderKey, check_key, conflict, identify
+from schemas.codec import (
+    Limits,
+    RejectCode,
+    Rejection,
+    decode,
+    encode,
+    fingerprint,
+    ten_years_before,
+)
 from schemas.commands import ALL_PARTNER_COMMANDS
 from schemas.events import PartnerRegistered, SaleRecorded, SaleReversed
 from schemas.streams import Message, get_stream
@@ -52,6 +63,7 @@ from schemas.streams import Message, get_stream
 log = logging.getLogger(__name__)
 
 TopicPartition = tuple[str, int]
+Coordinates = tuple[str, int, int]  # topic, partition, offset
 
 # Outcomes of a message, as recorded in ingest_log.outcome.
 APPLIED = "applied"
@@ -163,16 +175,22 @@ class BatchProcessor:
         self.clock = clock
 
     async def process(
-        self, conn: asyncpg.Connection, messages: Sequence[SourceMessage]
+        self,
+        conn: asyncpg.Connection,
+        messages: Sequence[SourceMessage],
+        *,
+        poisoned: Mapping[Coordinates, Rejection] | None = None,
     ) -> BatchReport:
-        """Process one batch in one transaction on ``conn``; return what it did."""
+        """Process one batch in one transaction on ``conn``; return what it did. The
+        messages at the coordinates of ``poisoned`` (fresh ones, or parked ones released by
+        the batch) are dead-lettered with the rejection given, whatever they hold."""
         report = BatchReport(messages=len(messages))
         if not messages:
             return report
         async with conn.transaction():
             tps = {(m.topic, m.partition) for m in messages}
             before = await positions.lock(conn, self.group, tps)
-            fresh, after = _above_positions(messages, before)
+            fresh, after = positions.above(messages, before)
             report.below_position = len(messages) - len(fresh)
             if report.below_position:
                 # A stale worker (its partitions moved on in a rebalance while it consumed)
@@ -182,21 +200,27 @@ class BatchProcessor:
                     "dropped %d of %d messages of %s: below the positions stored in PostgreSQL,"
                     " already written by another worker or an earlier run (stale worker or"
                     " redelivery)",
-                    report.below_position, len(messages), _ranges(messages, before),
+                    report.below_position, len(messages),
+                    positions.dropped_ranges(messages, before),
                 )  # fmt: skip
             if fresh:
-                event_times = await self._process_fresh(conn, fresh, report)
+                event_times = await self._process_fresh(conn, fresh, report, poisoned or {})
                 await positions.advance(conn, self.group, before, after, event_times)
             report.positions = after
         return report
 
     async def _process_fresh(
-        self, conn: asyncpg.Connection, messages: list[SourceMessage], report: BatchReport
+        self,
+        conn: asyncpg.Connection,
+        messages: list[SourceMessage],
+        report: BatchReport,
+        poisoned: Mapping[Coordinates, Rejection],
     ) -> dict[TopicPartition, datetime]:
         """Judge, record and apply the batch; return the latest event time per partition."""
         now = self.clock()
+        limits = await self._limits(conn)
         decoded = [
-            decode(self.streams[m.topic], m.value, now=now, limits=self.limits) for m in messages
+            decode(self.streams[m.topic], m.value, now=now, limits=limits) for m in messages
         ]
         events = [d for d in decoded if not isinstance(d, Rejection)]
         await store.hold_writers(conn, exclusive=any(_for_everyone(e) for e in events))
@@ -215,7 +239,7 @@ class BatchProcessor:
         }
         orders = OrderBook(await store.order_lines(conn, keys))
 
-        walk = _Walk(self.streams, known, registered, waiting, orders, now)
+        walk = _Walk(self.streams, known, registered, waiting, orders, now, poisoned)
         for message, result in zip(messages, decoded, strict=True):
             walk.take(message, result)
         await self._write(conn, walk)
@@ -238,6 +262,28 @@ class BatchProcessor:
                 event_times[tp] = max(event_times.get(tp, result.occurred_at), result.occurred_at)
         return event_times
 
+    def registers(self, message: SourceMessage) -> str | None:
+        """The partner ``message`` registers, if it is a valid ``PartnerRegistered``."""
+        decoded = decode(self.streams[message.topic], message.value, now=self.clock(),
+                         limits=self.limits)  # fmt: skip
+        return decoded.partner_id if isinstance(decoded, PartnerRegistered) else None
+
+    async def _limits(self, conn: asyncpg.Connection) -> Limits:
+        """The limits, with the earliest occurred_at accepted ten years before the oldest
+        program's effective_from unless one is configured (see schemas.codec)."""
+        if self.limits.earliest_occurred_at is not None:
+            return self.limits
+        oldest = await program_store.earliest_effective_from(conn)
+        if oldest is None:
+            return self.limits
+        program_id, effective_from = oldest
+        start = datetime.combine(effective_from, time(), UTC)
+        return msgspec.structs.replace(
+            self.limits,
+            earliest_occurred_at=ten_years_before(start),
+            earliest_basis=f"ten years before {program_id} took effect on {effective_from}",
+        )
+
     async def _write(self, conn: asyncpg.Connection, walk: _Walk) -> None:
         await store.copy_rows(conn, "ingest_log", store.LOG_COLUMNS, walk.log)
         await store.resolve_parked(conn, walk.resolutions)
@@ -251,40 +297,6 @@ class BatchProcessor:
             conn, "registered_partners", store.REGISTERED_COLUMNS, walk.new_partners
         )
         await store.upsert_order_lines(conn, list(walk.orders.changed()))
-
-
-def _ranges(messages: Sequence[SourceMessage], before: Mapping[TopicPartition, int]) -> str:
-    """The dropped offsets per partition, e.g. ``sales/3@120-141``, for the log."""
-    spans: dict[TopicPartition, list[int]] = {}
-    for m in messages:
-        tp = (m.topic, m.partition)
-        if m.offset < before[tp]:
-            spans.setdefault(tp, []).append(m.offset)
-    return ", ".join(f"{t}/{p}@{min(o)}-{max(o)}" for (t, p), o in sorted(spans.items()))
-
-
-def _above_positions(
-    messages: Sequence[SourceMessage], before: Mapping[TopicPartition, int]
-) -> tuple[list[SourceMessage], dict[TopicPartition, int]]:
-    """The messages at or above the stored positions, and the positions after them.
-
-    Offsets of one partition only increase within a batch; a message at an offset already
-    passed (a redelivery racing a seek) is dropped like one below the stored position.
-    """
-    fresh: list[SourceMessage] = []
-    after: dict[TopicPartition, int] = {}
-    for m in messages:
-        tp = (m.topic, m.partition)
-        expected = after.get(tp, before[tp])
-        if m.offset < expected:
-            continue
-        if m.offset > expected:
-            # Non-transactional producers leave no holes; a hole means transaction markers,
-            # retention, or a consumer that skipped a batch. `incentives reconcile` shows it.
-            log.warning("offsets %s-%s of %s/%s were not consumed", expected, m.offset - 1, *tp)
-        fresh.append(m)
-        after[tp] = m.offset + 1
-    return fresh, after
 
 
 @dataclass(slots=True)
@@ -345,8 +357,10 @@ class _Walk:
         waiting: list[_Pending],
         orders: OrderBook,
         now: datetime,
+        poisoned: Mapping[Coordinates, Rejection],
     ) -> None:
         self.streams = streams
+        self.poisoned = poisoned
         # Fingerprints of every event id applied or parked, including by this batch.
         self.seen: dict[uuid.UUID, bytes] = {k: v.fingerprint for k, v in known.items()}
         self.registered = set(registered)
@@ -369,7 +383,9 @@ class _Walk:
             self._dead(m, stream, None, result)
             return
         message = result
-        rejection = check_key(m.key, message)
+        rejection = self.poisoned.get((m.topic, m.partition, m.offset)) or check_key(
+            m.key, message
+        )
         if rejection is not None:
             self._dead(m, stream, message, rejection)
             return
@@ -380,7 +396,7 @@ class _Walk:
                 self.duplicates += 1
                 self._log(m, stream, message.event_id, DUPLICATE)
             else:
-                self._dead(m, stream, message, _conflict(message, first, fp))
+                self._dead(m, stream, message, conflict(message, first, fp))
             return
         if _needs_partner(message) and message.partner_id not in self.registered:
             self._park(m, stream, message, fp)
@@ -433,7 +449,8 @@ class _Walk:
         """Apply the partner's parked events, in parking order, right after its registration."""
         for pending in self.waiting.pop(partner_id, []):
             message = pending.message
-            rejection = self._stateful(message)
+            poison = self.poisoned.get((pending.topic, pending.partition, pending.offset))
+            rejection = poison or self._stateful(message)
             if rejection is None:
                 outcome, code = APPLIED, None
                 self._accept(_Candidate(message, pending.stream, pending.fingerprint,
@@ -464,8 +481,10 @@ class _Walk:
         partner_id: str | None
         if message is not None:
             event_id, partner_id = message.event_id, message.partner_id
+        elif rejection.code is RejectCode.TOO_DEEP:
+            event_id, partner_id = None, None  # not to be parsed at all
         else:
-            event_id, partner_id = _identify(m.value)
+            event_id, partner_id = identify(m.value)
         self.dead.append(
             DeadLetter(m.topic, m.partition, m.offset, stream, event_id, partner_id, m.value,
                        rejection)
@@ -492,37 +511,6 @@ def _needs_partner(message: Message) -> bool:
 
 def _for_everyone(message: Message) -> bool:
     return isinstance(message, ALL_PARTNER_COMMANDS)
-
-
-def _conflict(message: Message, first: bytes, fp: bytes) -> Rejection:
-    return Rejection(
-        code=RejectCode.CONFLICT,
-        path="$.event_id",
-        message=f"event_id {message.event_id} was first received with other content"
-        f" (fingerprint {first.hex()[:16]}, this one {fp.hex()[:16]}); the first stands",
-    )
-
-
-class _Ids(msgspec.Struct):
-    event_id: Any = None
-    partner_id: Any = None
-
-
-_IDS = msgspec.json.Decoder(_Ids)
-
-
-def _identify(raw: bytes | None) -> tuple[uuid.UUID | None, str | None]:
-    """Best effort: the event id and partner id of a rejected message, for listings."""
-    try:
-        ids = _IDS.decode(raw or b"")
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
-        return None, None
-    try:
-        event_id = uuid.UUID(ids.event_id) if isinstance(ids.event_id, str) else None
-    except ValueError:
-        event_id = None
-    partner_id = ids.partner_id if isinstance(ids.partner_id, str) else None
-    return event_id, partner_id[:200] if partner_id else None
 
 
 def _inbox_row(a: Accepted) -> tuple[Any, ...]:

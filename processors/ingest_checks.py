@@ -10,9 +10,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
+
+import msgspec
 
 from schemas.codec import RejectCode, Rejection
 from schemas.events import SaleRecorded, SaleReversed
+from schemas.screening import escape_controls
 from schemas.streams import Message
 
 OrderKey = tuple[str, str]  # (partner_id, order_id)
@@ -168,3 +172,36 @@ def check_key(key: bytes | None, message: Message) -> Rejection | None:
         message=f"the Kafka message key must be the partner_id {message.partner_id!r};"
         f" the message has {shown}",
     )
+
+
+def conflict(message: Message, first: bytes, fp: bytes) -> Rejection:
+    return Rejection(
+        code=RejectCode.CONFLICT,
+        path="$.event_id",
+        message=f"event_id {message.event_id} was first received with other content"
+        f" (fingerprint {first.hex()[:16]}, this one {fp.hex()[:16]}); the first stands",
+    )
+
+
+class _Ids(msgspec.Struct):
+    event_id: Any = None
+    partner_id: Any = None
+
+
+_IDS = msgspec.json.Decoder(_Ids)
+
+
+def identify(raw: bytes | None) -> tuple[uuid.UUID | None, str | None]:
+    """Best effort: the event id and partner id of a rejected message, for listings."""
+    try:
+        ids = _IDS.decode(raw or b"")
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
+        # RecursionError: a message nested too deep for the parser; the codec rejects
+        # those as too_deep before this is reached, so this is a second line of defence.
+        return None, None
+    try:
+        event_id = uuid.UUID(ids.event_id) if isinstance(ids.event_id, str) else None
+    except ValueError:
+        event_id = None
+    partner_id = ids.partner_id if isinstance(ids.partner_id, str) else None
+    return event_id, escape_controls(partner_id[:200]) if partner_id else None

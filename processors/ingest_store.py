@@ -182,6 +182,23 @@ async def copy_rows(
         await conn.copy_records_to_table(table, records=rows, columns=list(columns))
 
 
+async def outcomes_before(
+    conn: asyncpg.Connection, topic: str, partition: int, offset: int, count: int
+) -> list[tuple[str, str | None]]:
+    """The (outcome, code) of the ``count`` messages logged before ``offset`` on the
+    partition, latest first."""
+    rows = await conn.fetch(
+        """SELECT outcome, code FROM ingest_log
+           WHERE topic = $1 AND partition = $2 AND kafka_offset < $3
+           ORDER BY kafka_offset DESC LIMIT $4""",
+        topic,
+        partition,
+        offset,
+        count,
+    )
+    return [(r["outcome"], r["code"]) for r in rows]
+
+
 @dataclass(frozen=True, slots=True)
 class Resolution:
     """What became of a parked event when its partner registered."""

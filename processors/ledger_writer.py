@@ -170,7 +170,7 @@ async def _load(conn: asyncpg.Connection, messages: Sequence[Message]) -> Books:
     for row in await conn.fetch(
         "SELECT program_id, version, spent FROM program_spend ORDER BY 1, 2 FOR UPDATE"
     ):
-        books.budgets[(row["program_id"], row["version"])] = row["spent"]
+        books.budgets[(row["program_id"], row["version"])] = int(row["spent"])  # numeric
     return books
 
 

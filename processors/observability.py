@@ -30,6 +30,8 @@ from schemas.events import RejectCode
 TopicPartition = tuple[str, int]
 
 OUTCOMES = (APPLIED, DUPLICATE, DEAD_LETTERED, PARKED)
+# Why a batch is attempted again (processors.isolation.Failure, the retried kinds).
+RETRY_CAUSES = ("transient", "conflict")
 # A batch is one transaction of up to batch_size_max messages: milliseconds when healthy,
 # seconds when PostgreSQL struggles; beyond a minute only "very slow" matters.
 BATCH_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -78,7 +80,13 @@ class Telemetry:
     - ``incentives_worker_dead_letters_total{code}``: dead letters written, by reject code
       (including parked events that failed a check when released);
     - ``incentives_worker_batches_total`` and ``incentives_worker_batch_failures_total``:
-      batches committed, batches rolled back (the worker stops after one);
+      batches committed, batches that failed for good (the worker stops after one);
+    - ``incentives_worker_batch_retries_total{cause}``: attempts of a batch repeated after a
+      ``transient`` failure (the infrastructure) or a ``conflict`` (a deadlock, a
+      serialization failure), see ``processors.isolation``;
+    - ``incentives_worker_batches_narrowed_total``: batches that failed for a reason that
+      may lie in a message and were narrowed down to it (it is then dead-lettered as
+      ``processing_failed``);
     - ``incentives_worker_batch_duration_seconds``: histogram of a batch's time, from
       taking a connection to the commit;
     - ``incentives_worker_consumer_lag{topic, partition}``: per assigned partition, Kafka's
@@ -115,8 +123,16 @@ class Telemetry:
         )  # fmt: skip
         self.batches = Counter("incentives_worker_batches", "Batches committed.", registry=r)
         self.batch_failures = Counter(
-            "incentives_worker_batch_failures", "Batches rolled back.", registry=r
+            "incentives_worker_batch_failures", "Batches that stopped the worker.", registry=r
         )
+        self.batch_retries = Counter(
+            "incentives_worker_batch_retries", "Batch attempts repeated, by cause.", ["cause"],
+            registry=r,
+        )  # fmt: skip
+        self.batches_narrowed = Counter(
+            "incentives_worker_batches_narrowed",
+            "Batches narrowed down to the message that failed.", registry=r,
+        )  # fmt: skip
         self.batch_seconds = Histogram(
             "incentives_worker_batch_duration_seconds", "Time of a batch, including commit.",
             buckets=BATCH_BUCKETS_S, registry=r,
@@ -141,6 +157,8 @@ class Telemetry:
         for code in RejectCode:
             if code is not RejectCode.DUPLICATE:  # a duplicate is never a dead letter
                 self.dead_letters.labels(str(code))
+        for cause in RETRY_CAUSES:
+            self.batch_retries.labels(cause)
 
         started = clock()
         self._assigned = 0
@@ -168,6 +186,12 @@ class Telemetry:
         self.batch_seconds.observe(seconds)
         self.last_batch.set(self._wall_clock())
         self._last_batch_at = self._progress_at = self._clock()
+
+    def batch_retried(self, cause: str) -> None:
+        self.batch_retries.labels(cause).inc()
+
+    def batch_narrowed(self) -> None:
+        self.batches_narrowed.inc()
 
     def batch_failed(self, exc: BaseException) -> None:
         self.batch_failures.inc()

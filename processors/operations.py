@@ -130,7 +130,7 @@ class Operations:
         self._sock = sock
         self._app: Any = None
         self._db = _Database(settings.dsn)
-        self._kafka = _EndOffsets(settings.bootstrap)
+        self._kafka = EndOffsets(settings.bootstrap)
         self._runner: web.AppRunner | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._lag_known = True
@@ -258,7 +258,7 @@ class _Database:
             self._pool = None
 
 
-class _EndOffsets:
+class EndOffsets:
     """Kafka's end offsets from one consumer without a group, kept open between refreshes
     (``processors.offsets.end_offsets`` opens an admin client and a consumer per call,
     which is fine for a command, wasteful every few seconds)."""

@@ -8,12 +8,29 @@ Kafka still delivers (a redelivery after a crash, a race with the seek) are drop
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Protocol, TypeVar
 
 import asyncpg
 
 TopicPartition = tuple[str, int]
+log = logging.getLogger(__name__)
+
+
+class Located(Protocol):
+    """Where a consumed message sits (``processors.ingest.SourceMessage``)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+
+
+M = TypeVar("M", bound=Located)
 
 
 async def load(
@@ -78,3 +95,37 @@ async def advance(
            WHERE group_id = $1 AND topic = $2 AND partition = $3""",
         [(group, t, p, off, event_times.get((t, p))) for (t, p), off in after.items()],
     )
+
+
+def dropped_ranges(messages: Sequence[Located], before: Mapping[TopicPartition, int]) -> str:
+    """The dropped offsets per partition, e.g. ``sales/3@120-141``, for the log."""
+    spans: dict[TopicPartition, list[int]] = {}
+    for m in messages:
+        tp = (m.topic, m.partition)
+        if m.offset < before[tp]:
+            spans.setdefault(tp, []).append(m.offset)
+    return ", ".join(f"{t}/{p}@{min(o)}-{max(o)}" for (t, p), o in sorted(spans.items()))
+
+
+def above(
+    messages: Sequence[M], before: Mapping[TopicPartition, int]
+) -> tuple[list[M], dict[TopicPartition, int]]:
+    """The messages at or above the stored positions, and the positions after them.
+
+    Offsets of one partition only increase within a batch; a message at an offset already
+    passed (a redelivery racing a seek) is dropped like one below the stored position.
+    """
+    fresh: list[M] = []
+    after: dict[TopicPartition, int] = {}
+    for m in messages:
+        tp = (m.topic, m.partition)
+        expected = after.get(tp, before[tp])
+        if m.offset < expected:
+            continue
+        if m.offset > expected:
+            # Non-transactional producers leave no holes; a hole means transaction markers,
+            # retention, or a consumer that skipped a batch. `incentives reconcile` shows it.
+            log.warning("offsets %s-%s of %s/%s were not consumed", expected, m.offset - 1, *tp)
+        fresh.append(m)
+        after[tp] = m.offset + 1
+    return fresh, after

@@ -7,6 +7,11 @@ give the stored ledger exactly: the same record ids, sequence numbers and hashes
 chain. ``audit verify`` shows that the chains are intact; the replay shows that they are
 the consequence of the inputs, which a rewritten but consistently rehashed ledger is not.
 
+Content, not only hashes: each stored record is compared with the replay's by its record
+id and hash column, and by its content as stored (fields, postings, explanation), rehashed
+here. An amount edited on both legs of a record balances and leaves the hash column as it
+was; the replay names the record and what of it differs from what the inputs give.
+
 Program versions: an input is replayed with the versions published before it was received
 (``program_versions.published_at`` <= ``inbox.received_at``), the versions the worker
 loaded for its batch.
@@ -14,12 +19,16 @@ loaded for its batch.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import asyncpg
+import msgspec
 
 from ledger import program_store
+from ledger.core import Record, explanation_json, record_hash
 from ledger.store import stream_records
 from processors.engine import CompiledProgram, compile_program
 from processors.runner import Books, run
@@ -30,7 +39,21 @@ CHUNK = 2_000
 # Differences listed in a report; the count covers all of them.
 SHOWN = 20
 
-Sealed = tuple[str, int, uuid.UUID, bytes]  # partner_id, seq, record_id, hash
+
+
+class Sealed(NamedTuple):
+    """What is compared of one record: where, its id and hash column, and its content."""
+
+    partner_id: str
+    seq: int
+    record_id: uuid.UUID
+    hash: bytes  # the hash column (the replay's: the hash it sealed)
+    content: bytes  # the hash its content gives, recomputed; b"" if it cannot be encoded
+    parts: tuple[bytes, bytes, bytes]  # short digests of its fields, postings, explanation
+
+
+PARTS = ("fields", "postings", "explanation")
+_ENCODER = msgspec.json.Encoder()
 
 
 @dataclass(slots=True)
@@ -59,7 +82,7 @@ async def replay(conn: asyncpg.Connection) -> ReplayReport:
 
         def flush() -> None:
             outcome = run(chunk, books, programs)
-            produced.extend((r.partner_id, r.seq, r.record_id, r.hash) for r in outcome.records)
+            produced.extend(_sealed(r, stored=False) for r in outcome.records)
             report.inputs += len(chunk)
             chunk.clear()
 
@@ -76,32 +99,62 @@ async def replay(conn: asyncpg.Connection) -> ReplayReport:
         report.replayed = len(produced)
         stored: list[Sealed] = []
         async for record in stream_records(conn):
-            stored.append((record.partner_id, record.seq, record.record_id, record.hash))
+            stored.append(_sealed(record, stored=True))
         report.stored = len(stored)
     _compare(produced, stored, report)
     return report
 
 
+def _sealed(record: Record, *, stored: bool) -> Sealed:
+    """The replay's records hash what they hold; a stored one is rehashed from its content."""
+    try:
+        content = record_hash(record) if stored else record.hash
+        parts = (
+            _digest(_ENCODER.encode((record.kind, record.occurred_at, record.recorded_at,
+                                     record.program_id, record.program_version, record.rule_id,
+                                     record.leg, record.source_event_ids, record.prev_hash))),
+            _digest(_ENCODER.encode(record.postings)),
+            _digest(explanation_json(record.explanation).encode()),
+        )  # fmt: skip
+    except (TypeError, ValueError, msgspec.EncodeError):  # an undecodable stored explanation
+        content, parts = b"", (b"", b"", b"")
+    return Sealed(record.partner_id, record.seq, record.record_id, record.hash, content, parts)
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=8).digest()
+
+
 def _compare(produced: list[Sealed], stored: list[Sealed], report: ReplayReport) -> None:
-    expected = {(p, s): (rid, h) for p, s, rid, h in produced}
-    found = {(p, s): (rid, h) for p, s, rid, h in stored}
+    expected = {(s.partner_id, s.seq): s for s in produced}
+    found = {(s.partner_id, s.seq): s for s in stored}
     for key in sorted(expected.keys() | found.keys()):
         want, have = expected.get(key), found.get(key)
-        if want == have:
+        if want is not None and have is not None and _same(want, have):
             continue
         report.differences += 1
-        if len(report.shown) >= SHOWN:
-            continue
-        partner, seq = key
-        if have is None:
-            assert want is not None
-            report.shown.append(f"{partner} #{seq}: the replay gives record {want[0]},"
-                                " the ledger has none")  # fmt: skip
-        elif want is None:
-            report.shown.append(f"{partner} #{seq}: the ledger has record {have[0]},"
-                                " which no stored input gives")  # fmt: skip
-        else:
-            report.shown.append(
-                f"{partner} #{seq}: the replay gives record {want[0]} hash {want[1].hex()[:16]},"
-                f" the ledger has {have[0]} hash {have[1].hex()[:16]}"
-            )
+        if len(report.shown) < SHOWN:
+            report.shown.append(_difference(*key, want, have))
+
+
+def _same(want: Sealed, have: Sealed) -> bool:
+    return (want.record_id, want.hash) == (have.record_id, have.hash) == (
+        have.record_id, have.content
+    )
+
+
+def _difference(partner: str, seq: int, want: Sealed | None, have: Sealed | None) -> str:
+    if have is None:
+        assert want is not None
+        return f"{partner} #{seq}: the replay gives record {want.record_id}, the ledger has none"
+    if want is None:
+        return (f"{partner} #{seq}: the ledger has record {have.record_id}, which no stored"
+                " input gives")
+    if (want.record_id, want.hash) == (have.record_id, have.hash):
+        differ = [name for name, a, b in zip(PARTS, want.parts, have.parts, strict=True) if a != b]
+        what = (" and ".join(differ) or "content") if have.content else (
+            "an explanation that does not decode")
+        return (f"{partner} #{seq}: record {have.record_id} holds other {what} than the replay"
+                " gives, under the same hash: its stored content was edited")
+    return (f"{partner} #{seq}: the replay gives record {want.record_id} hash"
+            f" {want.hash.hex()[:16]}, the ledger has {have.record_id} hash {have.hash.hex()[:16]}")

@@ -19,6 +19,10 @@ with it, `expected` reads it for `compare`. A row exists for every pair ever pos
 when its sum is back to zero; `compare` treats a missing row and a zero row alike, as
 ``ledger.balances.fold`` leaves zero balances out.
 
+Sums. A posting is an int64, and so is what one batch adds to one pair (``balance_deltas``);
+the stored sum is numeric (migration 0010), since shared accounts sum every partner's
+postings and no bound on a partner's accounts bounds that.
+
 ``last_record_id`` is provenance: the record that last moved the balance. Live, that is the
 last record of the last batch that posted to it; a rebuild takes the last by (recorded_at,
 partner_id, seq), since the ledger does not store the order batches committed in. The two

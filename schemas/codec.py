@@ -11,7 +11,13 @@ teams (``docs/integration.md`` says the same):
   rejected as ``fractional_amount``: the decimal point shows the producer computed the
   value in floating point, and minor units never need one.
 - A timestamp without a timezone is ``naive_timestamp``; one further in the future than
-  ``Limits.future_tolerance_s`` past the receiver's clock is ``future_timestamp``.
+  ``Limits.future_tolerance_s`` past the receiver's clock is ``future_timestamp``; one
+  before ``Limits.earliest_occurred_at`` (by default ten years before the receiver's
+  clock; the worker uses ten years before its oldest program) is ``too_old``.
+- Arrays and objects nested deeper than ``Limits.max_depth`` are ``too_deep``, judged on
+  the bytes before any parser recurses into them (``schemas.screening``).
+- A control character (U+0000-U+001F, U+007F-U+009F) in any string field is
+  ``control_character``, with the field's path; free text may hold tab and line breaks.
 - Duplicate keys in one JSON object are not detected: as with most JSON parsers the last
   one wins. Producers must not send them (RFC 8259 says names SHOULD be unique).
 
@@ -28,7 +34,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from schemas import commands, events
+from schemas import commands, events, screening
 from schemas.events import STATEFUL_CODES, ContractViolation, RejectCode, Rejection
 from schemas.streams import ANY, MESSAGE_TYPES, Message, Stream, get_stream, stream_of
 
@@ -40,6 +46,7 @@ __all__ = [
     "RejectCode",
     "Rejection",
     "check_occurred_at",
+    "ten_years_before",
     "decode",
     "decode_any",
     "encode",
@@ -59,6 +66,13 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     max_message_bytes: Annotated[int, msgspec.Meta(gt=0)] = 1_000_000
     # How far occurred_at may run ahead of the receiver's clock: producers' clocks drift.
     future_tolerance_s: Annotated[int, msgspec.Meta(ge=0)] = 300
+    # How deep arrays and objects may nest; the deepest message of the contract nests 3.
+    max_depth: Annotated[int, msgspec.Meta(ge=3, le=64)] = 32
+    # The earliest occurred_at accepted; None means ten years before the receiver's clock.
+    # An event from 1900 is a producer's bug, and the timer would close every month since.
+    earliest_occurred_at: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
+    # Where earliest_occurred_at comes from, in words for the too_old message.
+    earliest_basis: str = "the configured earliest_occurred_at"
 
 
 # Numeric fields that hold money or counts: a JSON float there is ``fractional_amount``
@@ -119,9 +133,21 @@ def fingerprint(message: Message) -> bytes:
 
 
 def check_occurred_at(message: Message, *, now: datetime, limits: Limits) -> Rejection | None:
-    """``future_timestamp`` if the message happened further ahead of ``now`` than allowed."""
+    """``future_timestamp`` if the message happened further ahead of ``now`` than allowed,
+    ``too_old`` if before the earliest moment accepted."""
     if now.utcoffset() is None:
         raise ValueError(f"now must be timezone-aware, got {now!r}")
+    earliest = limits.earliest_occurred_at or ten_years_before(now)
+    if message.occurred_at < earliest:
+        source = limits.earliest_basis if limits.earliest_occurred_at else (
+            "ten years before the receiver's clock"
+        )
+        return Rejection(
+            code=RejectCode.TOO_OLD,
+            path="$.occurred_at",
+            message=f"occurred_at {message.occurred_at.isoformat()} is before"
+            f" {earliest.isoformat()}, the earliest accepted ({source})",
+        )
     ahead = message.occurred_at - now
     if ahead <= timedelta(seconds=limits.future_tolerance_s):
         return None
@@ -131,6 +157,14 @@ def check_occurred_at(message: Message, *, now: datetime, limits: Limits) -> Rej
         message=f"occurred_at {message.occurred_at.isoformat()} is {ahead.total_seconds():.0f}"
         f" s ahead of the receiver's clock; at most {limits.future_tolerance_s} s is allowed",
     )
+
+
+def ten_years_before(moment: datetime) -> datetime:
+    """The same instant ten calendar years earlier (29 February becomes the 28th)."""
+    try:
+        return moment.replace(year=moment.year - 10)
+    except ValueError:
+        return moment.replace(year=moment.year - 10, day=28)
 
 
 def from_violation(exc: ContractViolation, at: str = "$") -> Rejection:
@@ -153,11 +187,19 @@ def _decode(
             message=f"the message is {len(raw)} bytes; at most {limits.max_message_bytes}"
             " are accepted",
         )
+    deep = screening.too_deep(raw, limits.max_depth)
+    if deep is not None:
+        return deep
     try:
         message: Message = stream.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
-        # Bad UTF-8 can surface as any of the three, depending on where it sits.
-        return _utf8_rejection(raw) or _rejection(stream, raw, exc)
+        # Bad UTF-8 can surface as any of the three, depending on where it sits. The words
+        # may quote the message (an unknown field's name), so they are made safe to store.
+        return screening.safe_rejection(_utf8_rejection(raw) or _rejection(stream, raw, exc))
+    if screening.may_hold_controls(raw):
+        controls = screening.control_character(message)
+        if controls is not None:
+            return controls
     return check_occurred_at(message, now=now, limits=limits) or message
 
 

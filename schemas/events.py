@@ -61,12 +61,18 @@ class RejectCode(enum.StrEnum):
     FUTURE_TIMESTAMP = "future_timestamp"
     SCORE_OFF_SCALE = "score_off_scale"
     INVALID_VALUE = "invalid_value"
+    TOO_DEEP = "too_deep"
+    CONTROL_CHARACTER = "control_character"
+    TOO_OLD = "too_old"
     # Checked later by the processor against ledger state; listed here so that every
     # dead letter carries a code from this one enum.
     UNKNOWN_PARTNER = "unknown_partner"
     UNKNOWN_ORDER = "unknown_order"
     REVERSAL_EXCEEDS_SALE = "reversal_exceeds_sale"
     CONFLICT = "conflict"
+    # Decided by the worker when applying a valid message failed and the failure was
+    # narrowed down to this one message (see processors.isolation).
+    PROCESSING_FAILED = "processing_failed"
     # Not a dead letter: a duplicate is counted once and skipped. It has a code so that
     # publisher summaries and reconciliation can name it in the same vocabulary.
     DUPLICATE = "duplicate"
@@ -78,6 +84,7 @@ STATEFUL_CODES: frozenset[RejectCode] = frozenset(
         RejectCode.UNKNOWN_ORDER,
         RejectCode.REVERSAL_EXCEEDS_SALE,
         RejectCode.CONFLICT,
+        RejectCode.PROCESSING_FAILED,
         RejectCode.DUPLICATE,
     }
 )
@@ -150,7 +157,8 @@ Id = Annotated[
         min_length=1,
         max_length=128,
         pattern=ID_PATTERN,
-        description="Identifier: 1-128 characters, no surrounding whitespace or line breaks.",
+        description="Identifier: 1-128 characters, no surrounding whitespace, line breaks or"
+        " other control characters.",
     ),
 ]
 Text = Annotated[
@@ -159,7 +167,8 @@ Text = Annotated[
         min_length=1,
         max_length=2000,
         pattern=TEXT_PATTERN,
-        description="Free text for people: 1-2000 characters, not only whitespace.",
+        description="Free text for people: 1-2000 characters, not only whitespace; tab and"
+        " line breaks are the only control characters allowed.",
     ),
 ]
 UtcDatetime = Annotated[

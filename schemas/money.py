@@ -52,6 +52,13 @@ EXPONENTS: Mapping[str, int] = MappingProxyType(_EXPONENTS)
 # inside PostgreSQL's bigint (9.2 * 10**18), so no sum can overflow downstream.
 MAX_MINOR_UNITS = 10**15
 
+# Bound on what one account of a partner may hold, in minor units (or points, or award
+# units): a command that would take a partner's balance beyond it is refused
+# (``balance_limit``). A thousand times the largest amount, a tenth of bigint: every
+# balance, and the sum of a few of them, fits 64 bits for every reader. The accounts all
+# partners share (a program's expense) are summed in PostgreSQL as numeric, unbounded.
+MAX_BALANCE_MINOR_UNITS = 10**18
+
 # The field type for a currency code. Membership in the table is checked by the owning
 # struct (it raises ``unknown_currency``); the enum is published in the JSON Schema so
 # upstream validators catch a bad code before sending.

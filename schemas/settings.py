@@ -47,9 +47,22 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     # What a receiver accepts (see schemas.codec.Limits, built by ``limits()``).
     max_message_bytes: int = 1_000_000
     future_tolerance_s: int = 300
+    max_depth: int = 32
+    # The earliest occurred_at accepted, RFC 3339 with an offset. Empty: ten years before
+    # the oldest program's effective_from (the worker; with no program, and for `incentives
+    # publish`, ten years before the clock). Older events are dead-lettered as too_old.
+    earliest_occurred_at: str = ""
     # A worker's batch: at most this many messages, or what arrived within this time.
     batch_size_max: int = 1000
     batch_within_ms: int = 200
+    # A failed batch (processors.isolation): attempts after a transient failure (PostgreSQL
+    # away), with a jittered backoff doubling up to retry_backoff_max_ms, before the worker
+    # stops; attempts after a deadlock or serialization failure; and the most messages in a
+    # row of one partition dead-lettered as processing_failed before the worker stops.
+    batch_attempts_max: Annotated[int, msgspec.Meta(ge=1)] = 10
+    conflict_attempts_max: Annotated[int, msgspec.Meta(ge=1)] = 50
+    retry_backoff_max_ms: Annotated[int, msgspec.Meta(ge=0)] = 10_000
+    poison_run_max: Annotated[int, msgspec.Meta(ge=1)] = 5
     # The timer (processors.clock), driven by event time: a month closes by itself once
     # event time on every partition has passed its end plus this grace (false: only by a
     # ClosePeriod command), and the clock is advanced in steps of this many seconds (0: never
@@ -57,6 +70,10 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     auto_close: bool = True
     close_grace_s: Annotated[int, msgspec.Meta(ge=0)] = 172_800
     timer_interval_s: Annotated[int, msgspec.Meta(ge=0)] = 86_400
+    # A partition with no message consumed for this long (wall clock) and none waiting in
+    # Kafka stops holding event time back (0: never), so that with fewer partners than
+    # partitions months still close by themselves. See processors.clock on late events.
+    idle_partition_s: Annotated[int, msgspec.Meta(ge=0)] = 3_600
     # A worker's GET /metrics and GET /health (processors.operations). Every worker on one
     # machine needs its own port; 0 picks a free one, which the worker logs.
     metrics_host: str = "127.0.0.1"
@@ -82,6 +99,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
                 {
                     "max_message_bytes": self.max_message_bytes,
                     "future_tolerance_s": self.future_tolerance_s,
+                    "max_depth": self.max_depth,
+                    "earliest_occurred_at": self.earliest_occurred_at or None,
                 },
                 Limits,
             )

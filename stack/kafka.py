@@ -34,7 +34,13 @@ from .common import (
 
 POM = Path(__file__).with_name("pom.xml")
 # Every stream the system consumes or produces; the processors issue adds its internal ones.
-STREAMS = ("sales", "surveys", "trainings", "partners", "commands", "deadletters", "refusals")
+STREAMS = (
+    "sales", "surveys", "trainings", "partners", "commands", "deadletters", "refusals",
+    "checkpoints",
+)  # fmt: skip
+# Topics whose messages must outlive Kafka's retention: the checkpoints' anchors, which an
+# auditor verifies the ledger against (processors.anchors).
+TOPIC_CONFIGS = {"checkpoints": {"retention.ms": "-1", "retention.bytes": "-1"}}
 
 _LOG4J = """\
 log4j.rootLogger=INFO, stdout
@@ -239,10 +245,14 @@ async def ensure_topics(settings: Settings, streams: tuple[str, ...] | list[str]
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [settings.topic(s) for s in streams if settings.topic(s) not in existing]
+        missing = [s for s in streams if settings.topic(s) not in existing]
         if missing:
-            await admin.create_topics([NewTopic(t, settings.topic_partitions, 1) for t in missing])
-            await _until_described(admin, missing, settings)
+            await admin.create_topics([
+                NewTopic(settings.topic(s), settings.topic_partitions, 1,
+                         topic_configs=TOPIC_CONFIGS.get(s))
+                for s in missing
+            ])  # fmt: skip
+            await _until_described(admin, [settings.topic(s) for s in missing], settings)
     finally:
         await admin.close()
 

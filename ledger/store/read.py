@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -34,6 +34,7 @@ import asyncpg
 import msgspec
 
 from ledger.balances import Balances
+from ledger.checkpoint import CheckpointAnchor
 from ledger.core import Explanation, Posting, Record, RecordKind, decode_explanation
 from ledger.store.checkpoints import load_checkpoints
 from ledger.verify import FindingCode, ProgressFn, Verifier, VerifyReport
@@ -131,8 +132,10 @@ async def verify_ledger(
     chunk: int = CHUNK_DEFAULT,
     progress: ProgressFn | None = None,
     progress_every: int = 100_000,
+    anchors: Iterable[CheckpointAnchor] = (),
 ) -> VerifyReport:
-    """Run ledger.verify over the whole ledger and all checkpoints, in one snapshot.
+    """Run ledger.verify over the whole ledger and all checkpoints, in one snapshot, and
+    the checkpoints against ``anchors`` held outside the database.
 
     Opens its own REPEATABLE READ, read-only transaction, so the connection must not be in
     one already.
@@ -141,7 +144,7 @@ async def verify_ledger(
         # The page query's estimated cost (a postings probe per record) passes
         # jit_above_cost, but compiling it takes ~10 ms a page and makes it no faster.
         await conn.execute("SET LOCAL jit = off")
-        verifier = Verifier(await load_checkpoints(conn), progress=progress,
+        verifier = Verifier(await load_checkpoints(conn), anchors=anchors, progress=progress,
                             progress_every=progress_every)
         undecodable: dict[uuid.UUID, UndecodableExplanation] = {}
         async for records in stream_chunks(conn, chunk=chunk):

@@ -24,6 +24,7 @@ from schemas.commands import (
     RedeemPoints,
     RejectClaim,
 )
+from schemas.money import MAX_BALANCE_MINOR_UNITS
 
 
 def _short(asset: str, have: int, want: int, path: str) -> Refusal:
@@ -112,6 +113,12 @@ def adjust_balance(book: Book, command: AdjustBalance,
         book.spend_available(RecordKind.ADJUSTMENT, None, None, "adjustment", asset,
                              -command.amount, core.LEDGER_ADJUSTMENTS, explanation)
         return None
+    have = book.state.available.get(asset, 0)
+    if have + command.amount > MAX_BALANCE_MINOR_UNITS:
+        return Refusal(code=RefusalCode.BALANCE_LIMIT, path="$.amount",
+                       message=f"available {asset} balance is {have}: an account holds at "
+                       f"most {MAX_BALANCE_MINOR_UNITS}, so expected an amount of at most "
+                       f"{MAX_BALANCE_MINOR_UNITS - have}, got {command.amount}")
     book.record(RecordKind.ADJUSTMENT, None, None, "adjustment", [
         Posting(core.LEDGER_ADJUSTMENTS, asset, -command.amount),
         Posting(core.partner_available(book.partner_id), asset, command.amount),

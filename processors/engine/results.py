@@ -26,6 +26,9 @@ class RefusalCode(enum.StrEnum):
     DUPLICATE_CLAIM = "duplicate_claim"
     # Segregation of duties: whoever submitted a claim cannot also approve it.
     SELF_APPROVAL = "self_approval"
+    # An account may hold at most schemas.money.MAX_BALANCE_MINOR_UNITS, so that no balance,
+    # and no sum a reader makes of a partner's balances, leaves 64 bits.
+    BALANCE_LIMIT = "balance_limit"
 
 
 class Refusal(msgspec.Struct, frozen=True, kw_only=True):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import asyncpg
 from fault_traffic import COPIES, SEED, build_traffic
-from ingest_support import MAX_MESSAGE_BYTES, Worker, send_raw, source_topics
+from ingest_support import MAX_MESSAGE_BYTES, Worker, install_trap, send_raw, source_topics
 
 from ledger import program_store
 from processors.offsets import end_offsets
@@ -89,7 +89,9 @@ class FaultRun:
         self.workers.clear()
 
     async def publish(self) -> None:
-        """The example program, then every send, acknowledged by the broker."""
+        """The example program and the trap of the processing poison, then every send,
+        acknowledged by the broker."""
+        await install_trap(self.settings)
         conn = await asyncpg.connect(self.settings.dsn)
         try:
             await program_store.publish(conn, load_program(EXAMPLE), published_by="fault-suite")

@@ -28,6 +28,7 @@ from ingest_support import (
     Send,
     bad_inputs,
     keyed,
+    processing_poison,
     registration,
     sale,
     seed_ids,
@@ -104,6 +105,7 @@ def build_traffic(events: int, seed: int = SEED) -> Traffic:
     after_sale = 2 * (at + 1) + 1  # past the sale's first copy
     places = [(rng.randrange(len(stream) + 1), p) for p in bad_inputs(POISON_PARTNER, "P-ELSE")]
     places += [(rng.randrange(after_sale, len(stream) + 1), p) for p in stateful_poison(sold)]
+    places.append((rng.randrange(after_sale, len(stream) + 1), processing_poison(POISON_PARTNER)))
     sends, poison_at = _interleave(stream, sorted(places, key=lambda place: place[0]))
     assert set(poison_at.values()) == DEAD_LETTER_CODES, "poison of every kind"
 

@@ -352,6 +352,10 @@ def bad_inputs(partner: str = "P-1", elsewhere: str = "P-2") -> list[Poison]:
     naive = sale(partner, "SO-B3", occurred_at="2026-03-02T09:15:00")
     padded = as_bytes(sale(partner, "SO-B4")) + b" " * MAX_MESSAGE_BYTES
     bad_utf8 = as_bytes(survey(partner)).replace(b'"C-5531"', b'"C-\xff\xfe"')
+    # Nested 300 deep inside a line's sku: below MAX_MESSAGE_BYTES, far beyond max_depth.
+    deep_sku = as_bytes(sale(partner, "SO-B15")).replace(
+        b'"SKU-1"', b'{"a": ' * 300 + b"1" + b"}" * 300
+    )
     return [
         ("sales", key, b'{"type": "SaleRecorded", "event_id": ', RejectCode.NOT_JSON),
         ("sales", key, b"[1, 2, 3]", RejectCode.NOT_OBJECT),
@@ -376,7 +380,45 @@ def bad_inputs(partner: str = "P-1", elsewhere: str = "P-2") -> list[Poison]:
         ("surveys", key, bad_utf8, RejectCode.INVALID_UTF8),
         # Keyed by another partner: it would sit on another partner's partition.
         ("trainings", elsewhere.encode(), as_bytes(training(partner)), RejectCode.INVALID_VALUE),
+        ("sales", key, b"[" * 1000 + b"]" * 1000, RejectCode.TOO_DEEP),
+        ("sales", key, deep_sku, RejectCode.TOO_DEEP),
+        broken(sale(partner, "SO-B13", customer_id="C-\u0000-1"), RejectCode.CONTROL_CHARACTER),
+        broken(sale(partner, "\x07\x1b[31m"), RejectCode.CONTROL_CHARACTER),
+        broken(sale(partner, "SO-B14", occurred_at="1900-01-01T00:00:00Z"), RejectCode.TOO_OLD),
+        broken(sale(partner, "SO-B16", occurred_at="0001-01-01T00:00:00Z"), RejectCode.TOO_OLD),
     ]  # fmt: skip
+
+
+# A valid sale that PostgreSQL refuses to store, as a future input no check foresaw would
+# be: the test database's trigger (``install_trap``) raises a data exception (SQLSTATE
+# 22023) for an inbox row holding this order id. The worker narrows its batch down to it
+# and dead-letters it as processing_failed.
+TRAP_ORDER = "SO-TRAPPED"
+TRAP = f"""
+CREATE FUNCTION refuse_the_trap() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF position(convert_to('{TRAP_ORDER}', 'UTF8') IN NEW.body) > 0 THEN
+        RAISE EXCEPTION 'this sale cannot be stored' USING ERRCODE = '22023';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER refuse_the_trap BEFORE INSERT ON inbox
+    FOR EACH ROW EXECUTE FUNCTION refuse_the_trap();
+"""
+
+
+async def install_trap(settings: Settings) -> None:
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        await conn.execute(TRAP)
+    finally:
+        await conn.close()
+
+
+def processing_poison(partner: str) -> Poison:
+    """A sale of a registered ``partner`` that fails when applied (see ``install_trap``)."""
+    return (*keyed("sales", sale(partner, TRAP_ORDER)), RejectCode.PROCESSING_FAILED)
 
 
 def stateful_poison(sold: dict[str, Any]) -> list[Poison]:

@@ -19,6 +19,7 @@ from typing import NamedTuple
 import asyncpg
 import msgspec
 import pytest
+from ingest_support import run_cli
 
 from ledger import store
 from ledger.balances import account_balances, fold
@@ -390,11 +391,12 @@ async def test_checkpoint_command_prints_the_stored_root(
     settings: Settings, conn: asyncpg.Connection
 ) -> None:
     await build(conn)
-    result = cli(settings, "audit", "checkpoint")
+    result = run_cli(settings, "audit", "checkpoint")  # on the test's own topics
     assert result.returncode == 0, result.stderr
     third = (await store.load_checkpoints(conn))[-1]
     assert third.checkpoint_seq == 3
     assert "checkpoint 3 at " in result.stdout and third.root.hex() in result.stdout
+    assert f"published to {settings.topic('checkpoints')}: checkpoint(s) 1, 2, 3" in result.stdout
 
 
 # --- tampering, caught by `incentives audit verify` ------------------------------------------

@@ -75,8 +75,10 @@ async def _write_batches(conn: asyncpg.Connection, messages: list[Message]) -> N
 async def _account_balances(conn: asyncpg.Connection) -> dict[tuple[str, str], int]:
     rows = await conn.fetch("SELECT account, asset, amount FROM account_balances")
     amounts = {(r["account"], r["asset"]): r["amount"] for r in rows}
-    assert all(type(v) is int for v in amounts.values()), "bigint amounts come back as int"
-    return amounts
+    # numeric since migration 0010 (sums over every partner cannot overflow), so Decimal,
+    # exact and whole; int where a test re-created the table of migration 0008.
+    assert all(v == int(v) for v in amounts.values()), "whole minor units"
+    return {key: int(value) for key, value in amounts.items()}
 
 
 async def _ledger_fold(conn: asyncpg.Connection) -> dict[tuple[str, str], int]:

@@ -1,6 +1,6 @@
 """`incentives audit replay`: the ledger a real worker wrote is exactly what its stored
 inputs give; a record forged with a correct hash, which the chain checks cannot see, is
-named as a difference."""
+named as a difference, and so is an amount edited on both legs of a record."""
 
 from __future__ import annotations
 
@@ -79,3 +79,30 @@ async def test_replay_of_a_workers_ledger_is_identical_and_a_forged_record_is_na
         " which no stored input gives"
     )
     assert caught.stdout.strip().endswith(": 1 difference(s)")
+
+    # An amount edited on both legs of a record: it still balances and its hash column is
+    # untouched, so only the stored content, compared with the replay's, can tell.
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        target = await conn.fetchrow(
+            "SELECT r.record_id, r.partner_id, r.seq FROM ledger_records r"
+            " JOIN ledger_postings p USING (record_id) WHERE r.partner_id = 'P-00002'"
+            " ORDER BY r.seq LIMIT 1"
+        )
+        async with conn.transaction():
+            await conn.execute("ALTER TABLE ledger_postings DISABLE TRIGGER USER")
+            edited = await conn.execute(
+                "UPDATE ledger_postings SET amount = amount * 10 WHERE record_id = $1",
+                target["record_id"],
+            )
+            await conn.execute("ALTER TABLE ledger_postings ENABLE TRIGGER USER")
+    finally:
+        await conn.close()
+    assert edited == "UPDATE 2"
+    edited_too = run_cli(settings, "audit", "replay")
+    assert edited_too.returncode == 1, edited_too.stdout + edited_too.stderr
+    assert (
+        f"DIFFERENCE P-00002 #{target['seq']}: record {target['record_id']} holds other"
+        " postings than the replay gives, under the same hash: its stored content was edited"
+    ) in edited_too.stdout.splitlines()
+    assert edited_too.stdout.strip().endswith(": 2 difference(s)")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import asyncpg
 import msgspec
-from ingest_support import Worker, fetch, wait_consumed
+from ingest_support import Worker, fetch, registration, sale, wait_consumed
 
 from ledger import program_store
 from ledger.store import verify_ledger
@@ -164,3 +164,30 @@ async def _assert_replay_equals_live(settings: Settings) -> None:
         (r["record_id"], bytes(r["hash"])) for r in stored
     ]
     assert report.findings == []
+
+
+async def test_with_fewer_partners_than_partitions_months_still_close(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Three partners use at most three of the six partitions. The others never carry an
+    event; once they (and then the quiet busy ones) consumed nothing for idle_partition_s
+    (2 s here) with nothing waiting, they stop holding event time back and January closes
+    by itself. Before, it never would: an empty partition held the watermark for good."""
+    conn = await asyncpg.connect(settings.dsn)
+    await program_store.publish(conn, load_program(EXAMPLE), published_by="test")
+    await conn.close()
+    partners = ["P-A", "P-B", "P-C"]
+    raw = [registration(p) for p in partners] + [
+        sale(p, f"SO-{p}-{day}", occurred_at=f"2026-{month}-{day}T10:00:00Z")
+        for p in partners
+        for month, day in (("01", "10"), ("01", "20"), ("02", "10"))
+    ]
+    messages = [ANY.decode(msgspec.json.encode(m)) for m in raw]
+    january_close = close_command("2026-01", FEB + dt.timedelta(days=1))
+    log = tmp_path / "worker.log"
+    with Worker(settings, log, **CLOCK, INCENTIVES_IDLE_PARTITION_S="2") as worker:
+        await _publish(settings, messages)
+        await _until(lambda: _accepted(settings, january_close.event_id), worker, "January's close")
+    used = await fetch(settings, "SELECT DISTINCT partition FROM inbox WHERE partner_id <> '*'")
+    assert len(used) <= 3 < settings.topic_partitions
+    assert "no longer hold event time back" in log.read_text()

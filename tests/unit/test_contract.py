@@ -218,6 +218,19 @@ CASES: list[tuple[RejectCode, str, bytes | None, str]] = [
     (RejectCode.SCORE_OFF_SCALE, "surveys", raw(survey(0)), "$.score"),
     (RejectCode.SCORE_OFF_SCALE, "surveys", raw(survey(11, "nps_0_10")), "$.score"),
     (RejectCode.SCORE_OFF_SCALE, "surveys", raw(survey(-1, "nps_0_10")), "$.score"),
+    (RejectCode.TOO_DEEP, "sales", b"[" * 1000 + b"]" * 1000, "$"),
+    (RejectCode.TOO_DEEP, "sales", raw(sale()).replace(b'"A"', b'{"a": ' * 40 + b"1" + b"}" * 40),
+     "$"),
+    (RejectCode.CONTROL_CHARACTER, "sales", raw(sale(customer_id="C-\u0000-1")), "$.customer_id"),
+    (RejectCode.CONTROL_CHARACTER, "sales", raw(sale(order_id="\x07\x1b[31m")), "$.order_id"),
+    (RejectCode.CONTROL_CHARACTER, "sales", raw(with_line(1, sku="B\u0085C")), "$.lines[1].sku"),
+    (RejectCode.CONTROL_CHARACTER, "sales", raw(with_line(0, sku="A\tB")), "$.lines[0].sku"),
+    (RejectCode.CONTROL_CHARACTER, "sales", raw(reversal(reason="ok\x1b[2J")), "$.reason"),
+    (RejectCode.CONTROL_CHARACTER, "commands", raw(adjust(author="fin\x7f")), "$.author"),
+    (RejectCode.TOO_OLD, "sales", raw(sale(occurred_at="1900-01-01T00:00:00Z")), "$.occurred_at"),
+    (RejectCode.TOO_OLD, "sales", raw(sale(occurred_at="0001-01-01T00:00:00Z")), "$.occurred_at"),
+    (RejectCode.TOO_OLD, "commands", raw(close(occurred_at="2016-03-31T23:59:59Z")),
+     "$.occurred_at"),
     (RejectCode.INVALID_VALUE, "sales", raw(sale(partner_id="*")), "$.partner_id"),
     (RejectCode.INVALID_VALUE, "sales", raw(sale(partner_id="P 1")), "$.partner_id"),
     (RejectCode.INVALID_VALUE, "sales", raw(sale(order_id="SO-1\n")), "$.order_id"),
@@ -292,13 +305,15 @@ def test_reject_codes_are_the_published_vocabulary() -> None:
         "missing_field", "wrong_type", "unknown_field", "non_positive_quantity",
         "fractional_amount", "unknown_currency", "currency_mismatch", "naive_timestamp",
         "future_timestamp", "score_off_scale", "invalid_value", "unknown_partner",
-        "unknown_order", "reversal_exceeds_sale", "conflict", "duplicate",
+        "unknown_order", "reversal_exceeds_sale", "conflict", "duplicate", "too_deep",
+        "control_character", "too_old", "processing_failed",
     }  # fmt: skip
     assert {c.value for c in STATEFUL_CODES} == {
         "unknown_partner",
         "unknown_order",
         "reversal_exceeds_sale",
         "conflict",
+        "processing_failed",
         "duplicate",
     }
 
@@ -309,6 +324,46 @@ def test_too_large_is_judged_before_parsing() -> None:
     rejection = rejected("sales", data, Limits(max_message_bytes=len(data) - 1))
     assert (rejection.code, rejection.path) == (RejectCode.TOO_LARGE, "$")
     assert f"{len(data)} bytes" in rejection.message
+
+
+def test_depth_is_judged_before_parsing_and_configurable() -> None:
+    """32 levels pass by default, 33 do not; brackets inside strings do not count."""
+    # The sku sits in a line (3 levels: message, lines, line); 29 more make 32.
+    nested = b'{"a":' * 29 + b"1" + b"}" * 29
+    deep_sku = raw(sale()).replace(b'"A"', nested)
+    assert rejected("sales", deep_sku).code == RejectCode.WRONG_TYPE
+    deeper = raw(sale()).replace(b'"A"', b"[" + nested + b"]")
+    assert rejected("sales", deeper).code == RejectCode.TOO_DEEP
+    assert "33 levels deep; at most 32" in rejected("sales", deeper).message
+    accepted("sales", raw(sale(order_id="[" * 100 + "{" * 27)))
+    accepted("sales", raw(sale()), Limits(max_depth=3))
+    strict = raw(sale()).replace(b'"A"', b"[1]")
+    assert rejected("sales", strict, Limits(max_depth=3)).code == RejectCode.TOO_DEEP
+
+
+def test_control_characters_are_named_with_their_position() -> None:
+    rejection = rejected("sales", raw(sale(customer_id="C-\u0000-1")))
+    assert rejection.message.startswith("control character U+0000 (null) at position 2")
+    escape = rejected("sales", raw(sale(order_id="SO\x1b[31m")))
+    assert "U+001B (escape) at position 2" in escape.message
+    # Free text may hold line breaks and tabs, nothing else.
+    accepted("sales", raw(reversal(reason="damaged in transit\r\n\tsee photo")))
+    assert rejected("sales", raw(reversal(reason="a\x00"))).path == "$.reason"
+    # A field name in an error is quoted escaped, so the words can be stored and shown.
+    unknown = rejected("sales", raw({**sale(), "x\u0000": 1}))
+    assert (unknown.code, unknown.path) == (RejectCode.UNKNOWN_FIELD, "$.x\\u0000")
+    assert "\x00" not in unknown.message
+
+
+def test_earliest_occurred_at_is_inclusive_and_configurable() -> None:
+    earliest = datetime(2016, 4, 1, 12, 0, tzinfo=UTC)
+    accepted("sales", raw(sale(occurred_at=earliest.isoformat())))
+    too_old = rejected("sales", raw(sale(occurred_at="2016-04-01T11:59:59Z")))
+    assert "ten years before the receiver's clock" in too_old.message
+    configured = Limits(earliest_occurred_at=datetime(2026, 1, 1, tzinfo=UTC))
+    accepted("sales", raw(sale()), configured)
+    early = raw(sale(occurred_at="2025-12-31T23:00:00Z"))
+    assert "the configured earliest_occurred_at" in rejected("sales", early, configured).message
 
 
 def test_future_tolerance_is_inclusive_and_configurable() -> None:

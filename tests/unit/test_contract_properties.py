@@ -27,7 +27,7 @@ from schemas.money import EXPONENTS, MAX_MINOR_UNITS
 from schemas.streams import STREAMS, Message, stream_of
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
-LIMITS = Limits()
+LIMITS = Limits(earliest_occurred_at=datetime(2000, 1, 1, tzinfo=UTC))
 # No example database: the tests must not write into the repository.
 SETTINGS = settings(max_examples=150, database=None, deadline=None)
 

@@ -25,6 +25,7 @@ from test_engine_support import (
 
 from ledger.core import RecordKind
 from processors.engine import RefusalCode
+from schemas.money import MAX_BALANCE_MINOR_UNITS, MAX_MINOR_UNITS
 
 DAY = dt.timedelta(days=1)
 
@@ -166,6 +167,23 @@ def test_adjustments_up_and_down_with_author_and_reason() -> None:
     assert result.refusal is not None and result.refusal.code is RefusalCode.INSUFFICIENT_BALANCE
     result = p.refused(adjust("gold bars", 1, n=5))
     assert result.refusal is not None and result.refusal.code is RefusalCode.UNKNOWN_ASSET
+
+
+def test_an_adjustment_beyond_the_largest_balance_is_refused_and_posts_nothing() -> None:
+    """1,000 adjustments of the largest amount fill an account (10^18); the next is refused
+    with balance_limit, so no balance or sum of balances can leave 64 bits."""
+    p = points_partner()
+    p.feed(*(adjust("EUR", MAX_MINOR_UNITS, n=i) for i in range(1000)))
+    assert p.available("EUR") == MAX_BALANCE_MINOR_UNITS
+    result = p.refused(adjust("EUR", 1, n=1000))
+    assert result.refusal is not None and result.refusal.code is RefusalCode.BALANCE_LIMIT
+    assert result.refusal.message == (
+        f"available EUR balance is {MAX_BALANCE_MINOR_UNITS}: an account holds at most"
+        f" {MAX_BALANCE_MINOR_UNITS}, so expected an amount of at most 0, got 1"
+    )
+    assert p.available("EUR") == MAX_BALANCE_MINOR_UNITS
+    p.feed(adjust("EUR", -5, n=1001), adjust("EUR", 5, n=1002))  # back to the limit: fine
+    assert p.available("EUR") == MAX_BALANCE_MINOR_UNITS
 
 
 def test_points_asset_is_ambiguous_with_two_point_programs() -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
-from ledger.checkpoint import Checkpoint, take_checkpoint
+from ledger.checkpoint import Checkpoint, anchor_of, take_checkpoint
 from ledger.core import (
     Chain,
     ChainHead,
@@ -284,6 +284,46 @@ def test_deleted_checkpoint() -> None:
     assert [f.code for f in report.findings] == [FindingCode.CHECKPOINT_SEQ_GAP,
                                                  FindingCode.CHECKPOINT_LINK_MISMATCH]
     assert report.findings[0].checkpoint_seq == 2
+
+
+def test_deleting_the_newest_checkpoint_and_rewriting_after_the_one_before() -> None:
+    """Alone, the database's checkpoints cannot show that the newest one was removed and
+    the chains rewritten after the one before; its anchor held outside the database can."""
+    ledger = Ledger()
+    anchors = [anchor_of(c) for c in ledger.checkpoints]
+    del ledger.checkpoints[1]
+    ledger.chains["P-2"] = reseal_from(
+        ledger.chains["P-2"][:4] + [replace(r, postings=tuple(
+            replace(p, amount=p.amount * 100) for p in r.postings))
+            for r in ledger.chains["P-2"][4:]], 4)  # fmt: skip
+    assert ledger.verify().ok
+    report = verify(ledger.stream(), ledger.checkpoints, anchors=anchors)
+    assert [(f.code, f.checkpoint_seq) for f in report.findings] == [
+        (FindingCode.CHECKPOINT_MISSING, 2)]
+    assert report.anchors == 2
+    assert report.findings[0].message == (
+        "checkpoint 2 is held outside the database, but the database has no such checkpoint")
+
+
+def test_a_checkpoint_rewritten_consistently_differs_from_its_anchor() -> None:
+    """Every chain and checkpoint rewritten and rehashed: only the anchor disagrees."""
+    ledger = Ledger()
+    anchors = [anchor_of(c) for c in ledger.checkpoints]
+    ledger.chains["P-1"] = reseal_from(
+        [replace(r, explanation=replace(r.explanation, summary="forged"))
+         for r in ledger.chains["P-1"]], 0)  # fmt: skip
+    heads = [ChainHead(p, LENGTH, ledger.record(p, LENGTH).hash) for p in PARTNERS]
+    early = [ChainHead(p, 4, ledger.record(p, 4).hash) for p in PARTNERS]
+    first = take_checkpoint(early, previous=None, taken_at=T0 + timedelta(days=4))
+    ledger.checkpoints = [first, take_checkpoint(heads, previous=first,
+                                                 taken_at=T0 + timedelta(days=9))]
+    assert ledger.verify().ok
+    report = verify(ledger.stream(), ledger.checkpoints, anchors=anchors[1:])
+    assert [(f.code, f.checkpoint_seq) for f in report.findings] == [
+        (FindingCode.CHECKPOINT_ANCHOR_MISMATCH, 2)]
+    assert f"root {anchors[1].root}" in report.findings[0].expected
+    # Checkpoints newer than every anchor were merely not exported yet.
+    assert verify(ledger.stream(), ledger.checkpoints, anchors=[]).ok
 
 
 def test_partner_dropped_from_a_later_checkpoint() -> None:

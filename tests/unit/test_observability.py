@@ -128,6 +128,8 @@ def test_exposition_is_prometheus_text_with_every_metric_and_its_type() -> None:
         "incentives_worker_dead_letters_total": "counter",
         "incentives_worker_batches_total": "counter",
         "incentives_worker_batch_failures_total": "counter",
+        "incentives_worker_batch_retries_total": "counter",
+        "incentives_worker_batches_narrowed_total": "counter",
         "incentives_worker_batch_duration_seconds": "histogram",
         "incentives_worker_consumer_lag": "gauge",
         "incentives_worker_assigned_partitions": "gauge",
@@ -225,6 +227,20 @@ def test_messages_waiting_without_a_batch_for_too_long_is_a_stall() -> None:
     verdict = decide(t.health_inputs(None, "running"))
     assert not verdict.checks["progress"].ok
     assert "7 messages waiting" in verdict.checks["progress"].detail
+
+
+def test_retries_and_narrowed_batches_are_counted_without_failing_the_health() -> None:
+    t = telemetry()
+    t.partitions_assigned(6)
+    assert value(t, "incentives_worker_batch_retries_total", cause="conflict") == 0
+    t.batch_retried("transient")
+    t.batch_retried("transient")
+    t.batch_retried("conflict")
+    t.batch_narrowed()
+    assert value(t, "incentives_worker_batch_retries_total", cause="transient") == 2
+    assert value(t, "incentives_worker_batch_retries_total", cause="conflict") == 1
+    assert value(t, "incentives_worker_batches_narrowed_total") == 1
+    assert decide(t.health_inputs(None, "running")).checks["batches"].ok
 
 
 def test_a_failed_batch_is_counted_and_fails_the_health() -> None:

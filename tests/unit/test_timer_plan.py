@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from processors.clock import ClockState, Policy, plan
+from processors.clock import (
+    ClockState,
+    PartitionTime,
+    Policy,
+    idle_partitions,
+    plan,
+    watermark_of,
+)
 from schemas.commands import AdvanceClock, ClosePeriod
 
 DAY = dt.timedelta(days=1)
@@ -87,3 +94,50 @@ def test_a_backlog_closes_from_the_month_of_its_earliest_event() -> None:
     January and February in order."""
     commands, state = plan(at("2026-03-10T00:00"), ClockState(), POLICY, first=at("2026-01-02"))
     assert closes(commands) == ["2026-01", "2026-02"] and state.next_close == "2026-03"
+
+
+# --- the watermark over partitions, some of them idle ------------------------------------------
+
+NOW = at("2026-03-01T12:00")
+IDLE = dt.timedelta(seconds=600)
+
+
+def known(**parts: tuple[str | None, str | None]) -> dict[int, PartitionTime]:
+    """p0=(event time, consumed at), ..."""
+    return {int(k[1:]): PartitionTime(at(e) if e else None, at(c) if c else None)
+            for k, (e, c) in parts.items()}  # fmt: skip
+
+
+def test_the_watermark_is_the_earliest_event_time_of_the_partitions_not_idle() -> None:
+    times = known(p0=("2026-02-10T00:00", "2026-03-01T11:59"),
+                  p1=("2026-01-20T00:00", "2026-03-01T11:00"),
+                  p2=("2026-02-05T00:00", "2026-03-01T11:58"))  # fmt: skip
+    assert watermark_of(3, times, set()) == at("2026-01-20T00:00")
+    quiet = idle_partitions(3, times, now=NOW, since=at("2026-03-01T00:00"), idle=IDLE)
+    assert quiet == {1}  # nothing consumed for an hour
+    assert watermark_of(3, times, quiet) == at("2026-02-05T00:00")
+
+
+def test_partitions_that_never_carried_anything_hold_time_back_until_idle() -> None:
+    """Three partners on six partitions: the three empty ones hold the watermark back
+    (nothing is known of their partners) until they have been quiet since the start."""
+    times = known(p0=("2026-02-10T00:00", "2026-03-01T11:59"),
+                  p3=("2026-02-12T00:00", "2026-03-01T11:59"),
+                  p4=("2026-02-11T00:00", "2026-03-01T11:59"))  # fmt: skip
+    started = NOW - dt.timedelta(seconds=599)
+    quiet = idle_partitions(6, times, now=NOW, since=started, idle=IDLE)
+    assert quiet == set() and watermark_of(6, times, quiet) is None
+    quiet = idle_partitions(6, times, now=NOW, since=NOW - IDLE, idle=IDLE)
+    assert quiet == {1, 2, 5}
+    assert watermark_of(6, times, quiet) == at("2026-02-10T00:00")
+    # Without an idle time (idle_partition_s = 0) nothing is ever idle: today's behaviour.
+    assert idle_partitions(6, times, now=NOW, since=at("2020-01-01T00:00"), idle=None) == set()
+
+
+def test_when_every_partition_is_idle_time_goes_on_to_the_latest_event() -> None:
+    times = known(p0=("2026-02-10T00:00", "2026-03-01T01:00"),
+                  p1=("2026-02-14T00:00", "2026-03-01T01:00"))  # fmt: skip
+    quiet = idle_partitions(3, times, now=NOW, since=at("2026-03-01T00:00"), idle=IDLE)
+    assert quiet == {0, 1, 2}
+    assert watermark_of(3, times, quiet) == at("2026-02-14T00:00")
+    assert watermark_of(3, {}, {0, 1, 2}) is None
