@@ -9,9 +9,11 @@ command's wall time is kept beside it.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import gc
+import json
 import re
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ import asyncpg
 from benchmarks.ledger_fill import records_of
 from benchmarks.scratch import BenchError, Scratch
 from ledger.verify import verify
-from schemas.settings import PROJECT_ROOT, Settings
+from schemas.settings import Settings, load_settings
 
 COMMAND_TIMEOUT_S = 900.0
 RAW_PREFETCH = 10_000
@@ -49,16 +51,13 @@ class Timed:
 
 async def _cli(scratch: Scratch, settings: Settings, *args: str) -> tuple[str, float]:
     started = time.monotonic()
-    done = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "processors.cli", *args], cwd=PROJECT_ROOT,
-        env=scratch.env(settings), capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S,
-        check=False,
-    )  # fmt: skip
+    status, out, err = await scratch.command(settings, ["-m", "processors.cli", *args],
+                                             COMMAND_TIMEOUT_S)
     wall = time.monotonic() - started
-    if done.returncode != 0:
-        raise BenchError(f"incentives {' '.join(args)} exited {done.returncode}:\n"
-                         f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
-    return done.stdout, wall
+    if status != 0:
+        raise BenchError(f"incentives {' '.join(args)} exited {status}:\n"
+                         f"{out[-2000:]}{err[-2000:]}")
+    return out, wall
 
 
 def _number(text: str) -> int:
@@ -93,10 +92,31 @@ async def rebuild(scratch: Scratch, settings: Settings, records: int) -> Timed:
     return Timed(records, wall, wall, found[0])
 
 
-async def raw_read(settings: Settings) -> Timed:
+async def raw_read(scratch: Scratch, settings: Settings) -> Timed:
     """Every row of ``ledger_records`` through an asyncpg cursor, in the order verify reads
-    them (partner, seq), in one read-only snapshot, doing nothing with them."""
-    conn = await asyncpg.connect(settings.dsn)
+    them (partner, seq), in one read-only snapshot, doing nothing with them. In a process
+    of its own with the cyclic GC paused, as ``incentives audit verify`` runs."""
+    return await _child(scratch, settings, "raw-read")
+
+
+async def verify_in_memory(scratch: Scratch, settings: Settings, records: int,
+                           partners: int) -> Timed:
+    """``ledger.verify`` over synthetic records already in memory: the verifier alone (in a
+    process of its own, cyclic GC paused as the CLI pauses it)."""
+    return await _child(scratch, settings, "verify-in-memory", str(records), str(partners))
+
+
+async def _child(scratch: Scratch, settings: Settings, *args: str) -> Timed:
+    status, out, err = await scratch.command(settings, ["-m", "benchmarks.audits", *args],
+                                             COMMAND_TIMEOUT_S)
+    if status != 0:
+        raise BenchError(f"benchmarks.audits {' '.join(args)} exited {status}:\n{err[-2000:]}")
+    found = json.loads(out.strip().splitlines()[-1])
+    return Timed(found["count"], found["seconds"], found["seconds"], f"{found['count']:,}")
+
+
+async def _raw_read(dsn: str) -> tuple[int, float]:
+    conn = await asyncpg.connect(dsn)
     try:
         started = time.perf_counter()
         rows = 0
@@ -104,19 +124,38 @@ async def raw_read(settings: Settings) -> Timed:
             query = "SELECT * FROM ledger_records ORDER BY partner_id, seq"
             async for _ in conn.cursor(query, prefetch=RAW_PREFETCH):
                 rows += 1
-        seconds = time.perf_counter() - started
+        return rows, time.perf_counter() - started
     finally:
         await conn.close()
-    return Timed(rows, seconds, seconds, f"{rows:,} rows")
 
 
-def verify_in_memory(records: int, partners: int) -> Timed:
-    """``ledger.verify`` over synthetic records already in memory: the verifier alone."""
+def _verify_in_memory(records: int, partners: int) -> tuple[int, float]:
     per = max(records // partners, 1)
     chains = [list(records_of(n + 1, per)) for n in range(partners)]
     started = time.perf_counter()
     report = verify((r for chain in chains for r in chain), [])
     seconds = time.perf_counter() - started
     if not report.ok:
-        raise BenchError(f"the in-memory verify found {report.findings[:3]}")
-    return Timed(report.records, seconds, seconds, f"{report.records:,} records")
+        raise SystemExit(f"the in-memory verify found {report.findings[:3]}")
+    return report.records, seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="the comparison reads, one per process")
+    sub = parser.add_subparsers(dest="what", required=True)
+    sub.add_parser("raw-read", help="cursor read of ledger_records (INCENTIVES_PG_DSN)")
+    memory = sub.add_parser("verify-in-memory", help="ledger.verify over synthetic records")
+    memory.add_argument("records", type=int)
+    memory.add_argument("partners", type=int)
+    args = parser.parse_args(argv)
+    gc.disable()
+    if args.what == "raw-read":
+        count, seconds = asyncio.run(_raw_read(load_settings().dsn))
+    else:
+        count, seconds = _verify_in_memory(args.records, args.partners)
+    print(json.dumps({"count": count, "seconds": seconds}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

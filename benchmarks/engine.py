@@ -11,6 +11,7 @@ from __future__ import annotations
 import cProfile
 import io
 import pstats
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -77,8 +78,27 @@ def profile_engine(inputs: list[Message], programs: list[CompiledProgram], out: 
 
 
 def summary(stats_file: Path, lines: int = PROFILE_LINES) -> str:
-    """The top ``lines`` functions by cumulative time of a cProfile stats file."""
+    """Two views of a cProfile stats file: the project's own functions by cumulative time
+    (where the time goes, top down), and every function by its own time (the hot leaves,
+    libraries included)."""
     text = io.StringIO()
     stats = pstats.Stats(str(stats_file), stream=text)
-    stats.strip_dirs().sort_stats("cumulative").print_stats(lines)
-    return text.getvalue()
+    text.write("-- the project's functions, by cumulative time\n")
+    stats.sort_stats("cumulative").print_stats(_OURS, lines)
+    text.write("-- every function, by own time\n")
+    stats.sort_stats("tottime").print_stats(lines)
+    return _short_paths(text.getvalue())
+
+
+# Functions of the project's own packages (pstats filters on "path:line(function)").
+_OURS = r"/(processors|ledger|projections|schemas)/"
+
+
+def _short_paths(text: str) -> str:
+    """Paths relative to the project, site-packages or the standard library, so that the
+    lines stay readable."""
+    root = str(PROJECT_ROOT) + "/"
+    return "\n".join(_LIBRARY.sub("", line).replace(root, "") for line in text.splitlines())
+
+
+_LIBRARY = re.compile(r"/\S*/site-packages/|/\S*/lib/python3\.\d+/")

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,20 +88,11 @@ async def publish_program(settings: Settings) -> None:
 
 async def publish(scratch: Scratch, settings: Settings, path: Path) -> Published:
     """``incentives publish FILE`` in a child process; its own summary of what it sent."""
-    child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "processors.cli", "publish", str(path), cwd=PROJECT_ROOT,
-        env=scratch.env(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        out, err = await asyncio.wait_for(child.communicate(), PUBLISH_TIMEOUT_S)
-    finally:
-        if child.returncode is None:
-            child.kill()
-            await child.wait()
-    found = _PUBLISHED.search(out.decode())
-    if child.returncode != 0 or found is None:
-        raise BenchError(f"incentives publish exited {child.returncode}: "
-                         f"{(out + err).decode(errors='replace')[-1500:]}")
+    status, out, err = await scratch.command(
+        settings, ["-m", "processors.cli", "publish", str(path)], PUBLISH_TIMEOUT_S)
+    found = _PUBLISHED.search(out)
+    if status != 0 or found is None:
+        raise BenchError(f"incentives publish exited {status}: {(out + err)[-1500:]}")
     return Published(int(found[1]), int(found[2]), float(found[3]))
 
 
@@ -267,14 +256,10 @@ async def drain_run(scratch: Scratch, settings: Settings, name: str) -> LaneRun:
 
 async def reconcile(scratch: Scratch, settings: Settings) -> str:
     """``incentives reconcile``'s last line; a BenchError when messages are unaccounted."""
-    done = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "processors.cli", "reconcile"], cwd=PROJECT_ROOT,
-        env=scratch.env(settings), capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        raise BenchError(f"incentives reconcile exited {done.returncode}:\n"
-                         f"{done.stdout[-1500:]}{done.stderr[-1500:]}")
+    status, out, err = await scratch.command(settings, ["-m", "processors.cli", "reconcile"], 120)
+    lines = out.strip().splitlines()
+    if status != 0 or not lines:
+        raise BenchError(f"incentives reconcile exited {status}:\n{out[-1500:]}{err[-1500:]}")
     return lines[-1]
 
 

@@ -135,7 +135,7 @@ def counts(records: int, partners: int) -> list[int]:
 
 async def _append_part(dsn: str, part: int, parts: int, sizes: list[int]) -> int:
     conn = await asyncpg.connect(dsn)
-    written, batch = 0, []
+    written, batch = 0, list[Record]()
     try:
         for index in range(part, len(sizes), parts):
             batch.extend(records_of(index + 1, sizes[index]))

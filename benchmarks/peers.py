@@ -127,11 +127,12 @@ def run_quix(settings: Settings, expect: int, write: Report) -> int:
 
 
 _CEILING_TABLE = """
-CREATE TABLE IF NOT EXISTS ceiling_rows (
+DROP TABLE IF EXISTS ceiling_rows, ceiling_positions;
+CREATE TABLE ceiling_rows (
     topic text NOT NULL, partition int NOT NULL, kafka_offset bigint NOT NULL,
     event_id uuid NOT NULL, partner_id text NOT NULL, occurred_at timestamptz NOT NULL,
     body bytea NOT NULL, PRIMARY KEY (topic, partition, kafka_offset));
-CREATE TABLE IF NOT EXISTS ceiling_positions (
+CREATE TABLE ceiling_positions (
     topic text NOT NULL, partition int NOT NULL, next_offset bigint NOT NULL,
     PRIMARY KEY (topic, partition));
 """

@@ -223,10 +223,10 @@ async def verify_phase(ctx: Context) -> None:
     cli = await audits.verify_cli(ctx.scratch, db)
     ctx.put("verify.records_per_s", cli.per_second,
             f"{cli.count:,} records, wall {cli.wall_s:.1f} s")
-    raw = await audits.raw_read(db)
+    raw = await audits.raw_read(ctx.scratch, db)
     ctx.put("verify.raw_read.rows_per_s", raw.per_second, f"in {raw.seconds:.1f} s")
-    memory = await _in_thread(audits.verify_in_memory, min(mode.verify_records, 100_000),
-                              mode.verify_partners)
+    memory = await audits.verify_in_memory(ctx.scratch, db, min(mode.verify_records, 100_000),
+                                           mode.verify_partners)
     ctx.put("verify.in_memory.records_per_s", memory.per_second, f"{memory.count:,} records")
 
 

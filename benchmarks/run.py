@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -76,7 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: the local stack could not start: {exc}", file=sys.stderr)
         return 2
     started, load_before = time.monotonic(), os.getloadavg()
-    ctx = asyncio.run(_bench(settings, mode, selected, args.profile))
+    try:
+        ctx = asyncio.run(_bench(settings, mode, selected, args.profile))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("bench: interrupted; its processes, databases and topics are removed",
+              file=sys.stderr)
+        return 130
     meta = _meta(mode, ctx, selected, time.monotonic() - started, load_before)
     sections = _sections(ctx, selected)
     for name, path in ctx.profiles.items():
@@ -95,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _bench(settings: Settings, mode: Mode, selected: list[str], profile: bool) -> Context:
+    # SIGTERM (a CI timeout, a supervisor) cancels the run like Ctrl-C does, so the clean-up
+    # below still runs.
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     folder = Path(settings.stack_dir) / "bench" / "last"
     shutil.rmtree(folder, ignore_errors=True)
     async with Scratch(settings, folder) as scratch:

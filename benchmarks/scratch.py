@@ -10,6 +10,7 @@ database dropped and every topic deleted.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -115,6 +116,25 @@ class Scratch:
             )  # fmt: skip
         self.children.append(child)
         return child
+
+    async def command(self, settings: Settings, args: list[str], timeout_s: float,
+                      ) -> tuple[int, str, str]:
+        """``python args`` to its end, pointed at ``settings``; (status, stdout, stderr).
+        Killed when it takes longer than ``timeout_s`` (status -9) or the run is cancelled."""
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, *args, cwd=PROJECT_ROOT, env=self.env(settings),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            out, err = await asyncio.wait_for(child.communicate(), timeout_s)
+        except TimeoutError:
+            out, err = b"", f"killed after {timeout_s:.0f} s".encode()
+        finally:
+            if child.returncode is None:
+                child.kill()
+                await child.wait()
+        assert child.returncode is not None
+        return child.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
     def env(self, settings: Settings, **extra: str) -> dict[str, str]:
         """The environment that points a child process at ``settings``' database and topics."""
