@@ -1,4 +1,4 @@
-"""Every figure the benchmark prints, in table order, with issue 13's targets beside them.
+"""Every figure the benchmark prints, in table order, with the speed targets beside them.
 
 A key is the figure's name in ``bench-results.json``. Labels may name the mode's sizes
 (``{messages}``, ``{verify_records}``, ...), filled in from ``Mode``.

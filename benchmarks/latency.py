@@ -39,6 +39,8 @@ TICK_S = 0.005  # the sender's pacing step
 DRAIN_TIMEOUT_S = 180.0
 IN_FLIGHT_MAX = 1_000_000  # the sender never waits for acknowledgements while pacing
 
+# With one worker, batches commit one after another, so arrival numbers become visible in
+# increasing order and "above the last one seen" misses nothing.
 _NEW_ROWS = """
 SELECT arrival_seq, event_id FROM inbox WHERE arrival_seq > $1 ORDER BY arrival_seq
 """

@@ -1,7 +1,7 @@
 """The read side's figures: the finance API's balance lookups and statement rendering.
 
 There is no finance API yet, so nothing is measured and the table says so; no number is
-made up. The issue that builds the API fills in ``measure_read_side``: it gets the run's
+made up. The change that builds the API fills in ``measure_read_side``: it gets the run's
 ``Scratch`` (its own databases and child processes, cleaned up afterwards), the mode's
 sizes, and returns the figures below. The target (p99 under 10 ms at an offered 1,000
 requests/s, at 100,000 partners and a few million records) is already in the table.

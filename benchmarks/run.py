@@ -1,5 +1,5 @@
-"""``./dev.sh bench [--quick] [--only PHASE,...] [--profile]``: every figure of the speed
-issue, side by side in one run, as one table and ``bench-results.json``.
+"""``./dev.sh bench [--quick] [--only PHASE,...] [--profile]``: the system's speed figures
+and their peers', side by side in one run, as one table and ``bench-results.json``.
 
 The run brings up the local stack (``incentives stack up``; the ports come from the usual
 ``INCENTIVES_*`` variables), makes its own databases and topics, and removes them at the
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import platform
@@ -56,6 +57,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help=f"only these phases, of: {', '.join(PHASES)}")
     parser.add_argument("--profile", action="store_true",
                         help="also profile (cProfile) the pure engine and a 1-worker live run")
+    parser.add_argument("--partners", type=int, default=None,
+                        help="sample partners (default: 300, quick 50)")
+    parser.add_argument("--sales", type=int, default=None,
+                        help="sample sales (default: 40,000, quick 2,000)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
     args = parser.parse_args(argv)
     unknown = set(filter(None, args.only.split(","))) - set(PHASES)
@@ -67,6 +72,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     mode = QUICK if args.quick else FULL
+    mode = dataclasses.replace(mode, partners=args.partners or mode.partners,
+                               sales=args.sales or mode.sales)
     selected = [p for p in PHASES if not args.only or p in args.only.split(",")]
     settings = load_settings()
     import stack

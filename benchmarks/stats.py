@@ -56,7 +56,7 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """A figure's target from the issue, e.g. ``Target(">=", 20_000)``."""
+    """A figure's target, e.g. ``Target(">=", 20_000)``."""
 
     op: str
     bound: float
