@@ -16,7 +16,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from pathlib import Path
 
 import asyncpg
@@ -158,11 +158,15 @@ class Scratch:
         self.children.clear()
 
     async def close(self) -> None:
+        """Stop, drop and delete everything of the run. A step that fails (the broker went
+        away) is reported and the others still run; the next run drops what is left."""
         self.stop_children()
         for database in list(reversed(self._databases)):
-            await _admin(self.settings, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            await _try(f"drop database {database}", _admin(
+                self.settings, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
         self._databases.clear()
-        await delete_topics(self.settings, prefix=f"bench{self.pid}-")
+        await _try("delete the run's topics",
+                   delete_topics(self.settings, prefix=f"bench{self.pid}-"))
 
 
 def stop(child: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT_S) -> int:
@@ -175,6 +179,13 @@ def stop(child: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT_S) -> i
             child.kill()
             child.wait(timeout=10)
     return child.returncode
+
+
+async def _try(what: str, step: Awaitable[object]) -> None:
+    try:
+        await step
+    except Exception as exc:  # clean-up goes on; the next run removes the rest
+        print(f"bench: could not {what}: {exc!r}", file=sys.stderr)
 
 
 async def _admin(settings: Settings, sql: str) -> None:
