@@ -5,6 +5,8 @@
 #                   then (without pytest arguments) the long fault run
 # and the long fault run alone:
 #   ./dev.sh faults INCENTIVES_FAULT_EVENTS (default 100,000) events through every fault
+# and the benchmark (the speed figures, one table and bench-results.json; see README.md):
+#   ./dev.sh bench [--quick] [--only PHASE,...] [--profile]
 # Set-up is idempotent: a virtualenv in .venv with the project installed (re-installed when
 # pyproject.toml changes); Kafka's jars and PostgreSQL's cluster are fetched and made by
 # `incentives stack up`, which the tests call themselves.
@@ -25,6 +27,15 @@ setup() {
         "$VENV/bin/pip" install --quiet --upgrade pip
         "$VENV/bin/pip" install --quiet -e '.[dev]'
         rm -f "$VENV"/.installed-* && touch "$stamp"
+    fi
+}
+
+# The benchmark's own dependencies (the `bench` extra), on top of the development ones.
+setup_bench() {
+    local stamp="$VENV/.installed-bench-$(sha256sum pyproject.toml | cut -c1-16)"
+    if [ ! -f "$stamp" ]; then
+        "$VENV/bin/pip" install --quiet -e '.[dev,bench]'
+        touch "$stamp"
     fi
 }
 
@@ -75,8 +86,16 @@ case "${1:-}" in
         on_stack faults "$@" || status=$?
         exit "$status"
         ;;
+    bench)
+        setup
+        setup_bench
+        shift
+        status=0
+        on_stack "$VENV/bin/python" -m benchmarks "$@" || status=$?
+        exit "$status"
+        ;;
     *)
-        echo "usage: ./dev.sh demo | test [pytest args] | faults [pytest args]" >&2
+        echo "usage: ./dev.sh demo | test [pytest args] | faults [pytest args] | bench [--quick]" >&2
         exit 2
         ;;
 esac

@@ -1,0 +1,1 @@
+"""The benchmark: ``./dev.sh bench`` (``python -m benchmarks``); see benchmarks/run.py."""
