@@ -91,6 +91,7 @@ def apply(
     new = state if in_place else copy_state(state)
     book = Book(new, event.event_id, event.occurred_at, recorded_at or event.occurred_at,
                 budgets)
+    book.day_facts = any(cp.day_window for cp in programs)
     day = day_of(event.occurred_at)
     active = in_effect(programs, day)
     refusal = _dispatch(book, event, active)

@@ -34,6 +34,7 @@ from processors.engine.state import (
     LineState,
     OrderState,
     counter_key,
+    day_facts,
     month,
     visible_order,
 )
@@ -67,6 +68,9 @@ def reverse_sale(book: Book, event: SaleReversed) -> Refusal | None:
         units[line.category] = units.get(line.category, 0) - quantity
     if agg.last_sale_at is None or event.occurred_at > agg.last_sale_at:
         agg.last_sale_at = event.occurred_at
+    if book.day_facts:
+        daily = day_facts(state, day)
+        daily.net[order.currency] = daily.net.get(order.currency, 0) - sum(a for _, _, a in parts)
     for line, quantity, amount in parts:
         for earning in line.earnings:
             _claw_line(book, event, order, line, earning, quantity, amount)

@@ -4,7 +4,7 @@ import datetime as dt
 from collections.abc import Iterator, Mapping
 
 from processors.engine.compiled import CompiledProgram, CompiledRule, Subject
-from processors.engine.metrics import period_net_sales
+from processors.engine.metrics import period_net_sales, surveys
 from processors.engine.periods import ends_with_month, period_key, period_months
 from processors.engine.state import PartnerState
 from processors.engine.tiers import current_tier
@@ -40,6 +40,8 @@ class Close:
             tier=self.tier(state),
             day=self.last_day,
             period_volume=period_net_sales(state, cr.period, self.last_day, self.cp.currency),
+            period_surveys=(surveys(state, self.months(cr), self.cp.scale_name)
+                            if cr.needs_surveys else (0, 0)),
         ))
 
     def partners(self, cr: CompiledRule) -> Iterator[tuple[str, PartnerState]]:
