@@ -26,6 +26,9 @@ class RefusalCode(enum.StrEnum):
     DUPLICATE_CLAIM = "duplicate_claim"
     # Segregation of duties: whoever submitted a claim cannot also approve it.
     SELF_APPROVAL = "self_approval"
+    # A target for a period that is already closed, or that no rule measures.
+    PERIOD_CLOSED = "period_closed"
+    UNUSED_TARGET = "unused_target"
 
 
 class Refusal(msgspec.Struct, frozen=True, kw_only=True):
