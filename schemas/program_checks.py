@@ -176,7 +176,8 @@ def _check_earning(program: Program, rule: EarningRule, path: str, has_points: b
         found.append(
             Finding(
                 f"{path}.pays",
-                f"a {kind} rule pays amounts that are computed, not whole items: "
+                f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} rule pays amounts that are "
+                f"computed, not whole items: "
                 f"expected currency or points, got {pays}",
             )
         )

@@ -31,10 +31,12 @@ def children_of(states: Mapping[str, PartnerState]) -> dict[str, list[str]]:
     return children
 
 
-def below(children: Mapping[str, list[str]], top: str, levels: int | None = None) -> list[Below]:
+def below(children: Mapping[str, list[str]], top: str, levels: int | None = None,
+          stop: frozenset[str] = frozenset()) -> list[Below]:
     """The partners below ``top``, level by level (within a level by parent, then by
-    ascending id: a fixed order), down to ``levels`` (None: all the way)."""
-    seen = {top}
+    ascending id: a fixed order), down to ``levels`` (None: all the way). Partners in
+    ``stop`` are left out with everything below them."""
+    seen = {top} | stop
     found: list[Below] = []
     frontier = [Below(top, 0, (top,))]
     while frontier and (levels is None or frontier[0].level < levels):

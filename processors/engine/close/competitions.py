@@ -6,9 +6,9 @@ Ties never merge or split a prize: the rule's ``tie_break`` list orders equal va
 earlier ranks higher; ``partner_id``/``team_id``: ascending id), and it always ends in an
 id, so the order is total. A team's ``reached_first`` time is its members' latest.
 ``scope: with_children`` counts for a partner its own metric and that of every partner
-below it in the distribution hierarchy (for a team member, those below it that are not
-competing members themselves, so no sale counts twice in a team); its time is the latest
-of theirs.
+below it in the distribution hierarchy (for a team member, those below it down to the
+next competing member, who counts its own network: no sale counts twice); its time is the
+latest of theirs.
 Splits use the largest remainder method with ties by ascending partner id, so a prize or
 pool is paid to the last unit.
 """
@@ -37,11 +37,12 @@ from schemas.programs import (
 def _measure(close: Close, pid: str, metric: Metric, months: tuple[str, ...], scope: Scope,
              leave_out: frozenset[str] = frozenset()) -> tuple[int, dt.datetime | None]:
     """The partner's metric and when it last changed; ``with_children``: together with the
-    partners below it (except those in ``leave_out``), each counted once."""
+    partners below it, each counted once, except those in ``leave_out`` and everything
+    below them (they count for themselves)."""
     group = [pid]
     if scope is Scope.WITH_CHILDREN:
-        group += [b.partner_id for b in below(close.children, pid)
-                  if b.partner_id not in leave_out and b.partner_id in close.states]
+        group += [b.partner_id for b in below(close.children, pid, stop=leave_out - {pid})
+                  if b.partner_id in close.states]
     value = 0
     reached: dt.datetime | None = None
     for member in group:
@@ -88,7 +89,7 @@ def team_competition(close: Close, cr: CompiledRule, rule: TeamCompetitionRule) 
         team = state.profile.team if state.profile is not None else None
         if team is not None and (not listed or team in listed):
             teams_of[pid] = team
-    # With children, a member counts the partners below it that do not compete themselves.
+    # With children, a member counts the partners below it down to the next competing member.
     competing = frozenset(teams_of)
     members: dict[str, list[tuple[str, int, dt.datetime | None]]] = {}
     for pid, team in teams_of.items():
