@@ -16,7 +16,7 @@ from ledger.core import Explanation, InputValue, RecordKind
 from processors.engine.book import Book
 from processors.engine.compiled import CompiledProgram
 from processors.engine.metrics import certifications, net_sales, surveys
-from processors.engine.periods import window_months
+from processors.engine.periods import day_keys, window_months
 from processors.engine.state import PartnerState, TierState
 from schemas.programs import Tier
 
@@ -51,8 +51,8 @@ def measure_days(state: PartnerState, cp: CompiledProgram, window: int,
     """The criteria over the ``window`` days ending with ``day``, from the daily facts."""
     net = certified = count = total = 0
     scale = cp.scale_name
-    for offset in range(window):
-        agg = state.days.get((day - dt.timedelta(days=offset)).isoformat())
+    for key in day_keys(day, window):
+        agg = state.days.get(key)
         if agg is None:
             continue
         net += agg.net.get(cp.currency, 0)

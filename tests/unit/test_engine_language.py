@@ -167,3 +167,24 @@ def test_eligibility_on_the_periods_average_satisfaction_so_far() -> None:
     assert amounts(p.feed(sale("O2", [("hardware", 1, 100_000)], at=at))) == [5_000]
     p.feed(survey("S3", 1, at=at))
     assert p.feed(sale("O3", [("hardware", 1, 100_000)], at=at)) == []
+
+
+def test_a_state_stored_before_the_goal_kinds_still_decodes() -> None:
+    """Schemas only grow: a partner state written without the fields added for goals
+    (daily facts, targets, gates, override earnings, a profile's parent, a hold's period)
+    decodes, with those fields empty."""
+    import msgspec
+
+    from processors.engine import decode_state, encode_state
+
+    p = Partner([program(COMMISSION.replace("rates:", "hold_days: 30\n  rates:"))])
+    p.feed(registered(), sale("O1", [("hardware", 1, 100_000)]))
+    stored = msgspec.json.decode(encode_state(p.state))
+    for field in ("days", "targets", "gated", "override_earned"):
+        del stored[field]
+    del stored["profile"]["parent"]
+    del stored["holds"][0]["period"]
+    old = decode_state(msgspec.json.encode(stored))
+    assert (old.days, old.targets, old.gated, old.override_earned) == ({}, {}, {}, {})
+    assert old.profile is not None and old.profile.parent is None
+    assert old.holds[0].period == "" and old.holds[0].left == 3_000
