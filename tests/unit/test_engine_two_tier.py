@@ -54,6 +54,18 @@ def test_override_pays_the_distributor_on_two_levels_below_it() -> None:
     assert m["D1"].pending() == 310_000
 
 
+def test_the_cap_counts_every_override_of_the_close_together() -> None:
+    """Capped at 2,500.00 a month: D1 earns 2,000.00 on R1 and 1,000.00 on R2, so the
+    second is cut to 500.00; S1's 100.00 finds the cap used up."""
+    m = hierarchy(OVERRIDE.replace("hold_days: 30", "hold_days: 30\n  cap: 250_000"))
+    for pid, amount in (("R1", 10_000_000), ("R2", 5_000_000), ("S1", 2_000_000)):
+        m[pid].feed(sale("O1", [("hardware", 1, amount)], partner=pid, at=JAN))
+    drafts = m.close("2026-01")
+    assert [sum(p.amount for p in d.postings if p.account.startswith("partner:"))
+            for d in drafts["D1"]] == [200_000, 50_000]
+    assert drafts["D1"][1].explanation.inputs["cut_by_cap"] == 50_000
+
+
 def test_a_return_after_the_override_claws_it_back_from_the_hold_and_never_beyond() -> None:
     """January: R1 sells 100,000.00; D1's override is 2,000.00, pending until 2 March.
     February: R1 sells nothing and takes back 40,000.00 of the January sale: its February

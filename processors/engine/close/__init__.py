@@ -112,8 +112,13 @@ def _awards(ctx: Close, states: Mapping[str, PartnerState]) -> list[Award]:
         if not ctx.ends(cr):
             continue
         made = _rule_awards(ctx, cr)
+        # A rule may make several awards for one partner (an override per seller).
+        taken: dict[str, int] = {}
         for award in made:
-            cap(award, states[award.partner_id], ctx.cp, ctx.period_key(cr))
+            cap(award, states[award.partner_id], ctx.cp, ctx.period_key(cr),
+                taken.get(award.partner_id, 0))
+            if award.amount > 0:
+                taken[award.partner_id] = taken.get(award.partner_id, 0) + award.amount
         awards += made
     failed = gates.failures(ctx)
     if failed:

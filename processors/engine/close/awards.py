@@ -55,11 +55,15 @@ class Award:
         return self.amount * self.unit_cost
 
 
-def cap(award: Award, state: PartnerState, cp: CompiledProgram, period: str) -> None:
+def cap(award: Award, state: PartnerState, cp: CompiledProgram, period: str,
+        this_close: int = 0) -> None:
+    """Cut ``award`` to what the rule's cap leaves: the period's counter, plus what earlier
+    awards of the same rule and partner in this close take (``this_close``)."""
     limit = award.rule.cap
     if limit is None:
         return
     used = state.counters.get(counter_key(cp.program_id, award.count_for, period), 0)
+    used += this_close
     room = max(limit - used, 0)
     if award.amount > room:
         award.inputs.update(cap=limit, cap_used_before=used, cut_by_cap=award.amount - room)
