@@ -244,10 +244,13 @@ class RecordKind(enum.StrEnum):
     ADJUSTMENT = "adjustment"  # a manual correction, with author and reason
     REVERSAL = "reversal"  # undoes an earlier record named in the explanation
     TIER_CHANGE = "tier_change"  # status only: moves no value, has no postings
+    # A decision that moves no value but belongs in the partner's statement: a target set,
+    # an award a partner could not earn (no target, no base) or that a gate withheld.
+    NOTE = "note"
 
 
 # Kinds that move no value; every other kind must have at least two postings.
-VALUE_FREE_KINDS = frozenset({RecordKind.TIER_CHANGE})
+VALUE_FREE_KINDS = frozenset({RecordKind.TIER_CHANGE, RecordKind.NOTE})
 
 InputScalar = str | Int64 | bool | None
 InputValue = InputScalar | list[InputScalar]

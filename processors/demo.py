@@ -41,7 +41,10 @@ def run(settings: Settings, *, partners: int, sales: int, timeout_s: float = 600
     upload = Path(settings.stack_dir) / "demo" / "q1-2026.jsonl"
     upload.parent.mkdir(parents=True, exist_ok=True)
     upload.write_bytes(
-        b"".join(msgspec.json.encode(m) + b"\n" for m in generate(partners=partners, sales=sales))
+        b"".join(
+            msgspec.json.encode(m) + b"\n"
+            for m in generate(partners=partners, sales=sales, hierarchy_and_targets=True)
+        )
     )
     if _cli(f"4. upload {upload.name}", "publish", str(upload)) != 0:
         return 1

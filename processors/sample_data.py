@@ -7,6 +7,15 @@ categories, returns (partial and full), satisfaction surveys, training completio
 the close of each month (March's also closes the quarter). The same arguments give the
 same messages, byte for byte, so a reference ledger computed offline from them can be
 compared with what the live system produced.
+
+``hierarchy_and_targets=True`` adds what the goal rules of the example program read
+(``target_attainment``, ``override``, gates on attainment): partners in groups of four
+(distributor, reseller, reseller, agent) where the first reseller is supplied by the
+distributor and the second by the first reseller (``parent_partner_id``, so overrides reach
+two levels), and finance's quarterly net-sales target for every distributor and reseller
+(``TargetsSet`` on 2 January, between 0.7 and 1.5 times what it will sell, so every band
+is met), revised on 15 February for every fourth of them. Without it the messages are
+those of earlier versions, byte for byte (``tests/unit/test_pinned_heads.py`` pins them).
 """
 
 from __future__ import annotations
@@ -47,11 +56,15 @@ def partner_ids(partners: int) -> list[str]:
     return [f"P-{n:05d}" for n in range(1, partners + 1)]
 
 
-def generate(*, partners: int = 50, sales: int = 2_000, seed: int = 2026) -> list[Message]:
+def generate(*, partners: int = 50, sales: int = 2_000, seed: int = 2026,
+             hierarchy_and_targets: bool = False) -> list[Message]:
     """Messages in event-time order (ties broken by generation order)."""
     rng = random.Random(seed)
     timed: list[tuple[dt.datetime, int, Message]] = []
-    for message in _messages(rng, partner_ids(partners), sales):
+    messages = list(_messages(rng, partner_ids(partners), sales))
+    if hierarchy_and_targets:
+        messages = _with_parents(messages) + list(_targets(messages, seed))
+    for message in messages:
         at = dt.datetime.fromisoformat(message["occurred_at"].replace("Z", "+00:00"))
         timed.append((at, len(timed), message))
     timed.sort(key=lambda item: (item[0], item[1]))
@@ -114,6 +127,64 @@ def _messages(rng: random.Random, ids: list[str], sales: int) -> Iterator[Messag
         next_month = (first + dt.timedelta(days=32)).replace(day=1)
         # Closing March also closes the quarter: a close names the month a period ends with.
         yield _close(month, dt.datetime.combine(next_month, dt.time(1), dt.UTC))
+
+
+PROGRAM_ID = "northwind-emea"
+# Fractions of a partner's quarter that its target is set at (so attainment 67 % - 143 %).
+TARGET_FACTORS = ((7, 10), (9, 10), (11, 10), (3, 2))
+
+
+def parent_of(partner_ids_: list[str], n: int) -> str | None:
+    """The supplier of the partner at index ``n`` in the hierarchy (see the module)."""
+    slot = n % len(KINDS)
+    return partner_ids_[n - 1] if slot in (1, 2) else None
+
+
+def target_count(partners: int) -> int:
+    """How many TargetsSet ``hierarchy_and_targets`` adds for ``partners`` partners."""
+    targeted = [n for n in range(partners) if KINDS[n % len(KINDS)] != "agent"]
+    return len(targeted) + sum(1 for i, _ in enumerate(targeted) if i % 4 == 0)
+
+
+def _with_parents(messages: list[Message]) -> list[Message]:
+    ids = [m["partner_id"] for m in messages if m["type"] == "PartnerRegistered"]
+    out: list[Message] = []
+    for message in messages:
+        if message["type"] == "PartnerRegistered":
+            parent = parent_of(ids, ids.index(message["partner_id"]))
+            if parent is not None:
+                message = {**message, "parent_partner_id": parent}
+        out.append(message)
+    return out
+
+
+def _targets(messages: list[Message], seed: int) -> Iterator[Message]:
+    # A generator of its own, so the other messages stay those of earlier versions.
+    rng = random.Random(seed + 1)
+    sold: dict[str, int] = {}
+    for m in messages:
+        if m["type"] == "SaleRecorded":
+            sold[m["partner_id"]] = sold.get(m["partner_id"], 0) + sum(
+                line["net_amount"] for line in m["lines"])
+    kinds = {m["partner_id"]: m["kind"] for m in messages if m["type"] == "PartnerRegistered"}
+    targeted = [pid for pid in kinds if kinds[pid] != "agent"]
+    for i, pid in enumerate(targeted):
+        times = [(START - dt.timedelta(hours=1), "set")]
+        if i % 4 == 0:
+            times.append((dt.datetime(2026, 2, 15, 9, tzinfo=dt.UTC), "revised"))
+        for at, why in times:
+            num, den = rng.choice(TARGET_FACTORS)
+            yield {
+                "type": "TargetsSet",
+                "event_id": _id("target", pid, why),
+                "occurred_at": _at(at + dt.timedelta(seconds=i)),
+                "partner_id": pid,
+                "program_id": PROGRAM_ID,
+                "period": "2026-Q1",
+                "metric": "net_sales",
+                "value": max(sold.get(pid, 0) * num // den, 100_000),
+                "set_by": "finance.sample",
+            }
 
 
 def _sale(rng: random.Random, pid: str, n: int, at: dt.datetime) -> Message:

@@ -35,10 +35,13 @@ from schemas.money import Amount, CurrencyCode, PositiveAmount
 ALL_PARTNERS = "*"
 
 PERIOD_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])" + END
+TARGET_PERIOD_PATTERN = r"^[0-9]{4}(-(0[1-9]|1[0-2])|-Q[1-4])?" + END
 ASSET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,63}" + END
 PATTERNS: Mapping[str, str] = MappingProxyType(
     {
         PERIOD_PATTERN: "a month as YYYY-MM",
+        TARGET_PERIOD_PATTERN: "a period as YYYY-MM (a month), YYYY-Qn (a quarter) or YYYY"
+        " (a year)",
         ASSET_PATTERN: "an asset name: 1-64 of A-Z a-z 0-9 : . _ -, starting with a letter"
         " or digit",
     }
@@ -51,6 +54,15 @@ Period = Annotated[
         description="Calendar month as YYYY-MM, e.g. 2026-03.",
     ),
 ]
+TargetPeriod = Annotated[
+    str,
+    Meta(
+        pattern=TARGET_PERIOD_PATTERN,
+        description="The period a target is for: a month 2026-03, a quarter 2026-Q1 or a"
+        " year 2026, matching the period of the rules that measure it.",
+    ),
+]
+TargetMetric = Literal["net_sales", "units", "new_customers"]
 Asset = Annotated[
     str,
     Meta(
@@ -71,6 +83,23 @@ class ClosePeriod(Envelope, kw_only=True, frozen=True):
     partner_id: Literal["*"]  # narrows the envelope's field to the reserved value
     period: Period
     program_id: Id | None = None
+
+
+class TargetsSet(Envelope, kw_only=True, frozen=True):
+    """Finance set the partner's target for one metric of one period of a program.
+
+    ``value`` is in the metric's unit: minor units of the program's currency for
+    ``net_sales``, units sold for ``units``, customers for ``new_customers``. A later
+    ``TargetsSet`` for the same program, period and metric replaces it, until the period
+    closes; after the close the ledger refuses it (``period_closed``). ``set_by`` names
+    who set it, for the audit.
+    """
+
+    program_id: Id
+    period: TargetPeriod
+    metric: TargetMetric
+    value: PositiveAmount
+    set_by: Id
 
 
 class AdvanceClock(Envelope, kw_only=True, frozen=True):
@@ -165,6 +194,7 @@ Command = (
     | ClaimFunds
     | ApproveClaim
     | RejectClaim
+    | TargetsSet
 )
 COMMAND_TYPES: tuple[type[Envelope], ...] = (
     ClosePeriod,
@@ -175,6 +205,7 @@ COMMAND_TYPES: tuple[type[Envelope], ...] = (
     ClaimFunds,
     ApproveClaim,
     RejectClaim,
+    TargetsSet,
 )
 # The commands that concern every partner (``partner_id`` "*"): each is applied with every
 # other writer held off, see processors.ingest.

@@ -65,6 +65,8 @@ NATURAL_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "ClaimFunds": ("partner_id", "claim_id"),
         "ApproveClaim": ("partner_id", "claim_id"),
         "RejectClaim": ("partner_id", "claim_id"),
+        # A later target for the same period replaces an earlier one: the time tells them apart.
+        "TargetsSet": ("partner_id", "program_id", "period", "metric", "occurred_at"),
     }
 )
 

@@ -11,18 +11,26 @@ run of ``programs validate`` lists everything an author has to fix.
 """
 
 import datetime as dt
-import difflib
-from collections.abc import Iterable, Sequence
-from typing import Final, NamedTuple
+from collections.abc import Sequence
+from typing import Final
 
 from schemas.money import EXPONENTS
+from schemas.program_check_parts import Finding, Findings, check_bands
+from schemas.program_check_parts import duplicates as _duplicates
+from schemas.program_check_parts import exactly_one as _exactly_one
+from schemas.program_check_parts import known_categories as _known_categories
+from schemas.program_check_parts import known_category as _known_category
+from schemas.program_check_parts import non_increasing as _non_increasing
+from schemas.program_check_parts import unknown as _unknown
+from schemas.program_check_parts import unknown_one as _unknown_one
+from schemas.program_checks_goals import check_goals
+from schemas.program_checks_tiers import base_categories, check_tiers
 from schemas.programs import (
     PER_SALE_KINDS,
     BudgetPolicy,
     ClawbackRule,
     CommissionRule,
     EarningRule,
-    MdfRule,
     Metric,
     PointsRule,
     PoolShareRule,
@@ -35,21 +43,12 @@ from schemas.programs import (
     Split,
     TeamCompetitionRule,
     TieBreak,
-    Tier,
     TrainingRule,
     VolumeRebateRule,
     rule_kind,
     rule_period,
 )
 from schemas.programs import Period as P
-
-
-class Finding(NamedTuple):
-    path: str
-    message: str
-
-
-Findings = list[Finding]
 
 _MONTHS_PER: Final = {P.MONTH: 1, P.QUARTER: 3, P.YEAR: 12}
 # Awards are counted items, so a rate or a split of one makes no sense; only rules that
@@ -86,115 +85,9 @@ def check_program(program: Program) -> Findings:
                 "$.satisfaction_scale.max", f"expected more than min ({scale.min}), got {scale.max}"
             )
         )
-    found += _check_tiers(program)
+    found += check_tiers(program)
+    found += check_goals(program)
     found += _check_rules(program)
-    return found
-
-
-# ------------------------------------------------------------------------------ helpers
-
-
-def _duplicates(values: Sequence[object], path: str, what: str, field: str = "") -> Findings:
-    """Repeated values in a list; ``field`` names the key inside each item (``.id``)."""
-    seen: dict[object, int] = {}
-    found: Findings = []
-    for i, value in enumerate(values):
-        shown = "(" + ", ".join(map(str, value)) + ")" if isinstance(value, tuple) else value
-        if value in seen:
-            found.append(
-                Finding(
-                    f"{path}[{i}]{field}",
-                    f"duplicate {what} '{shown}': expected each once, "
-                    f"first at {path}[{seen[value]}]{field}",
-                )
-            )
-        else:
-            seen[value] = i
-    return found
-
-
-def _unknown_one(value: str, known: Iterable[str], path: str, what: str) -> Findings:
-    known_sorted = sorted(set(known))
-    if value in known_sorted:
-        return []
-    if not known_sorted:
-        return [Finding(path, f"unknown {what} '{value}': the program declares none")]
-    close = difflib.get_close_matches(value, known_sorted, n=1, cutoff=0.7)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    choices = ", ".join(known_sorted)
-    return [Finding(path, f"unknown {what} '{value}': expected one of: {choices}{hint}")]
-
-
-def _unknown(values: Sequence[str], known: Iterable[str], path: str, what: str) -> Findings:
-    known_set = frozenset(known)
-    found: Findings = []
-    for i, value in enumerate(values):
-        found += _unknown_one(value, known_set, f"{path}[{i}]", what)
-    return found
-
-
-def _exactly_one(path: str, names: tuple[str, str], values: tuple[object, object]) -> Findings:
-    given = [n for n, v in zip(names, values, strict=True) if v is not None]
-    if len(given) == 1:
-        return []
-    got = "both" if given else "neither"
-    return [Finding(path, f"expected exactly one of {names[0]} and {names[1]}, got {got}")]
-
-
-def _non_increasing(amounts: Sequence[int], path: str) -> Findings:
-    return [
-        Finding(
-            f"{path}[{i}]",
-            f"a lower rank pays more than the rank above: expected at most "
-            f"{amounts[i - 1]} ({path.rsplit('.', 1)[-1]}[{i - 1}]), got {amounts[i]}",
-        )
-        for i in range(1, len(amounts))
-        if amounts[i] > amounts[i - 1]
-    ]
-
-
-def check_bands(
-    bands: Sequence[tuple[int, int | None]], path: str, low: str, high: str
-) -> Findings:
-    """Bands must be ascending, non-empty, contiguous, and open-ended only at the end.
-
-    Contiguity is required, not only the absence of overlap: a gap would leave volumes that
-    belong to no band, and a marginal rebate would have no rate for them.
-    """
-    found: Findings = []
-    for i, (at_least, below) in enumerate(bands):
-        here = f"{path}[{i}]"
-        if below is not None and below <= at_least:
-            found.append(
-                Finding(
-                    f"{here}.{high}",
-                    f"empty band: expected {high} > {low} ({at_least}), got {below}",
-                )
-            )
-        if below is None and i < len(bands) - 1:
-            found.append(
-                Finding(f"{here}.{high}", f"only the last band may be open-ended: expected {high}")
-            )
-        if i == 0:
-            continue
-        prev_at_least, prev_below = bands[i - 1]
-        if at_least < prev_at_least:
-            found.append(
-                Finding(
-                    f"{here}.{low}",
-                    f"bands out of order: expected {low} >= {prev_at_least} "
-                    f"({path.rsplit('.', 1)[-1]}[{i - 1}].{low}), got {at_least}",
-                )
-            )
-        elif prev_below is not None and at_least != prev_below:
-            trouble = "overlaps" if at_least < prev_below else "leaves a gap after"
-            found.append(
-                Finding(
-                    f"{here}.{low}",
-                    f"{trouble} the previous band: expected {low} == {prev_below} "
-                    f"({path.rsplit('.', 1)[-1]}[{i - 1}].{high}), got {at_least}",
-                )
-            )
     return found
 
 
@@ -240,116 +133,6 @@ def _check_dates(program: Program) -> Findings:
     return found
 
 
-# -------------------------------------------------------------------------------- tiers
-
-
-def _check_tiers(program: Program) -> Findings:
-    found = _duplicates([t.id for t in program.tiers], "$.tiers", "tier id", ".id")
-    scale = program.satisfaction_scale
-    for i, tier in enumerate(program.tiers):
-        path = f"$.tiers[{i}]"
-        avg = tier.qualify.avg_satisfaction_min_x100
-        if avg is not None and not scale.min * 100 <= avg <= scale.max * 100:
-            found.append(
-                Finding(
-                    f"{path}.qualify.avg_satisfaction_min_x100",
-                    f"expected a value within the satisfaction scale "
-                    f"({scale.min * 100}..{scale.max * 100}), got {avg}",
-                )
-            )
-        found += _check_tier_order(program.tiers, i)
-        found += _check_benefits(program, tier, path)
-    return found
-
-
-def _criteria(tier: Tier) -> dict[str, int]:
-    q = tier.qualify
-    avg = q.avg_satisfaction_min_x100
-    return {
-        "net_sales_min": q.net_sales_min,
-        "certifications_min": q.certifications_min,
-        "avg_satisfaction_min_x100": 0 if avg is None else avg,
-    }
-
-
-def _check_tier_order(tiers: Sequence[Tier], i: int) -> Findings:
-    """The first tier is where partners start; each next tier asks at least as much."""
-    path = f"$.tiers[{i}].qualify"
-    here = _criteria(tiers[i])
-    if i == 0:
-        return [
-            Finding(
-                f"{path}.{name}",
-                f"the first tier is the entry tier every partner starts in: "
-                f"expected {name} 0, got {value}",
-            )
-            for name, value in here.items()
-            if value != 0
-        ]
-    below = _criteria(tiers[i - 1])
-    found = [
-        Finding(
-            f"{path}.{name}",
-            f"tiers are listed from the entry tier upwards: expected {name} >= "
-            f"{below[name]} (tier '{tiers[i - 1].id}'), got {here[name]}",
-        )
-        for name in here
-        if here[name] < below[name]
-    ]
-    if not found and here == below:
-        found.append(
-            Finding(
-                path,
-                f"asks exactly what tier '{tiers[i - 1].id}' asks: expected at least one "
-                f"criterion above it",
-            )
-        )
-    return found
-
-
-def _check_benefits(program: Program, tier: Tier, path: str) -> Findings:
-    found: Findings = []
-    rules = {r.id: r for r in program.rules}
-    keys = [(o.rule, o.category) for o in tier.benefits.commission_overrides]
-    found += _duplicates(keys, f"{path}.benefits.commission_overrides", "override of")
-    for j, override in enumerate(tier.benefits.commission_overrides):
-        here = f"{path}.benefits.commission_overrides[{j}]"
-        found += _exactly_one(here, ("rate_bp", "per_unit"), (override.rate_bp, override.per_unit))
-        rule = rules.get(override.rule)
-        if not isinstance(rule, CommissionRule):
-            commissions = [r.id for r in program.rules if isinstance(r, CommissionRule)]
-            found += _unknown_one(override.rule, commissions, f"{here}.rule", "commission rule")
-            continue
-        base = {r.category: r for r in rule.rates}.get(override.category)
-        if base is None:
-            found += _unknown_one(
-                override.category,
-                _base_categories(rule),
-                f"{here}.category",
-                f"category of rule '{rule.id}'",
-            )
-        elif (base.rate_bp is None) != (override.rate_bp is None):
-            unit = "rate_bp" if base.rate_bp is not None else "per_unit"
-            found.append(
-                Finding(here, f"expected {unit}, like rule '{rule.id}' for '{base.category}'")
-            )
-    if tier.benefits.mdf_share_bp is not None and not any(
-        isinstance(r, MdfRule) for r in program.rules
-    ):
-        found.append(
-            Finding(
-                f"{path}.benefits.mdf_share_bp",
-                "the program has no mdf rule for this share to replace: "
-                "expected a rule of kind mdf",
-            )
-        )
-    return found
-
-
-def _base_categories(rule: CommissionRule) -> list[str]:
-    return [r.category for r in rule.rates]
-
-
 # -------------------------------------------------------------------------------- rules
 
 
@@ -383,7 +166,7 @@ def _check_earning(program: Program, rule: EarningRule, path: str, has_points: b
         found += _duplicates(eligibility.regions, f"{here}.regions", "region")
         found += _duplicates(eligibility.partner_kinds, f"{here}.partner_kinds", "partner kind")
     categories = getattr(rule, "categories", ())
-    found += _unknown(categories, program.categories, f"{path}.categories", "category")
+    found += _known_categories(categories, program, f"{path}.categories")
     found += _duplicates(categories, f"{path}.categories", "category")
     pays: str | None = getattr(rule, "pays", None)
     kind = rule_kind(type(rule))
@@ -393,7 +176,8 @@ def _check_earning(program: Program, rule: EarningRule, path: str, has_points: b
         found.append(
             Finding(
                 f"{path}.pays",
-                f"a {kind} rule pays amounts that are computed, not whole items: "
+                f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} rule pays amounts that are "
+                f"computed, not whole items: "
                 f"expected currency or points, got {pays}",
             )
         )
@@ -413,11 +197,12 @@ def _check_earning(program: Program, rule: EarningRule, path: str, has_points: b
 
 
 def _check_commission(program: Program, rule: CommissionRule, path: str) -> Findings:
-    found = _duplicates(_base_categories(rule), f"{path}.rates", "category", ".category")
+    found = _duplicates(base_categories(rule), f"{path}.rates", "category", ".category")
     for j, rate in enumerate(rule.rates):
         here = f"{path}.rates[{j}]"
         found += _exactly_one(here, ("rate_bp", "per_unit"), (rate.rate_bp, rate.per_unit))
-        found += _unknown_one(rate.category, program.categories, f"{here}.category", "category")
+        if rate.category is not None:
+            found += _known_category(rate.category, program, f"{here}.category")
     return found
 
 

@@ -31,7 +31,8 @@ from yaml.reader import Reader
 from yaml.resolver import BaseResolver
 from yaml.scanner import Scanner
 
-from schemas.program_checks import Finding, check_program
+from schemas.program_check_parts import Finding
+from schemas.program_checks import check_program
 from schemas.programs import RULE_KINDS, Program
 
 Format = Literal["yaml", "toml"]

@@ -22,169 +22,80 @@ meaningful (ordered bands, known references, divisors that cannot be zero) is ch
 """
 
 import datetime as dt
-import enum
-from typing import Annotated, Final, TypeAlias, TypeVar
+from typing import Annotated, Final, TypeAlias
 
 import msgspec
 from msgspec import Meta
 
-# Bounds keep every product the engine forms (an amount times a rate or a multiplier in
-# basis points) below 2**63, so results always fit PostgreSQL's bigint.
-AMOUNT_MAX: Final = 10**14
-BP_PER_UNIT: Final = 10_000
+from schemas.program_goals import (
+    AttainmentBand,
+    GrowthBand,
+    GrowthBonusRule,
+    OverrideLevel,
+    OverrideRule,
+    TargetAttainmentRule,
+)
+from schemas.program_parts import (
+    AMOUNT_MAX,
+    BP_PER_UNIT,
+    Amount,
+    Asset,
+    BudgetPolicy,
+    CategoryRate,
+    ClawbackBasis,
+    CompareTo,
+    Count,
+    CurrencyCode,
+    EarningRule,
+    Eligibility,
+    ExternalId,
+    Gate,
+    HoldDays,
+    Metric,
+    Months,
+    MultiplierBand,
+    MultiplierBp,
+    NewTo,
+    NonEmpty,
+    OncePer,
+    PartnerKind,
+    Period,
+    PositiveAmount,
+    RankCount,
+    RateBand,
+    RateBp,
+    RebateMode,
+    RemainderRule,
+    Rounding,
+    RuleBase,
+    Scope,
+    ScoreScale,
+    ScoreX100,
+    Slug,
+    Split,
+    TeamAggregate,
+    Text,
+    TieBreak,
+    _Doc,
+)
 
-# Our own identifiers end up in ledger account names and deterministic record ids, where
-# case or punctuation variants of one name would be a source of silent splits.
-Slug = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
-# Identifiers owned by upstream systems (product categories, regions, teams, courses) keep
-# their own spelling, so they must match the events byte for byte.
-ExternalId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$", max_length=64)]
-Text = Annotated[str, Meta(min_length=1, max_length=200)]
-CurrencyCode = Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
-# ``currency`` is the program currency; awards are their own assets, one per kind of award.
-Asset = Annotated[str, Meta(pattern=r"^(currency|points|AWARD:[a-z0-9][a-z0-9_-]*)$")]
-
-Amount = Annotated[int, Meta(ge=0, le=AMOUNT_MAX)]
-PositiveAmount = Annotated[int, Meta(ge=1, le=AMOUNT_MAX)]
-RateBp = Annotated[int, Meta(ge=0, le=BP_PER_UNIT)]
-MultiplierBp = Annotated[int, Meta(ge=0, le=5 * BP_PER_UNIT)]
-Months = Annotated[int, Meta(ge=1, le=120)]
-Count = Annotated[int, Meta(ge=0, le=10_000)]
-RankCount = Annotated[int, Meta(ge=1, le=100)]
-ScoreX100 = Annotated[int, Meta(ge=0, le=100_000)]
-HoldDays = Annotated[int, Meta(ge=0, le=365)]
-
-_T = TypeVar("_T")
-# Lists that would make their rule meaningless when empty, and bounded so that a document
-# cannot make the engine loop over millions of entries.
-NonEmpty: TypeAlias = Annotated[tuple[_T, ...], Meta(min_length=1, max_length=1000)]
-
-
-class Period(enum.StrEnum):
-    MONTH = "month"
-    QUARTER = "quarter"
-    YEAR = "year"
-
-
-class BudgetPolicy(enum.StrEnum):
-    """What happens to awards once the program budget is spent."""
-
-    STOP = "stop"  # Awards stop as soon as the budget is reached; the last one is cut to fit.
-    PRORATE = "prorate"  # Period awards are scaled down at close so the period fits the budget.
-
-
-class Rounding(enum.StrEnum):
-    # A single value today; declared in the document so that every ledger explanation can
-    # name the rounding it applied, and a future mode is a new value, not a silent change.
-    HALF_EVEN = "half_even"
-
-
-class PartnerKind(enum.StrEnum):
-    DISTRIBUTOR = "distributor"
-    RESELLER = "reseller"
-    AGENT = "agent"
-
-
-class Metric(enum.StrEnum):
-    NET_SALES = "net_sales"  # Minor units, sales minus reversals in the period.
-    UNITS = "units"  # Quantity sold minus quantity reversed.
-    NEW_CUSTOMERS = "new_customers"  # Customers counted by the new_customer rule's meaning.
-
-
-class RebateMode(enum.StrEnum):
-    RETROACTIVE = "retroactive"  # The reached band's rate applies to the whole volume.
-    MARGINAL = "marginal"  # Each band's rate applies to the volume inside that band.
-
-
-class OncePer(enum.StrEnum):
-    PERIOD = "period"
-    PROGRAM = "program"
-
-
-class NewTo(enum.StrEnum):
-    MANUFACTURER = "manufacturer"  # First purchase from any partner in this program.
-    PARTNER = "partner"  # First purchase from this partner.
-
-
-class TieBreak(enum.StrEnum):
-    REACHED_FIRST = "reached_first"  # Whoever reached the final value earlier ranks higher.
-    PARTNER_ID = "partner_id"  # Ascending partner id: total, so it must come last.
-    TEAM_ID = "team_id"  # Ascending team id: the last key for team competitions.
-
-
-class TeamAggregate(enum.StrEnum):
-    SUM = "sum"
-    AVERAGE_PER_MEMBER = "average_per_member"  # Lets small teams compete with large ones.
-
-
-class Split(enum.StrEnum):
-    EQUAL = "equal"
-    CONTRIBUTION = "contribution"  # Largest-remainder split by each member's metric.
-
-
-class ClawbackBasis(enum.StrEnum):
-    # A reversal takes back what the sale earned at the rates recorded when it was earned,
-    # not at today's rates or tier: this is what lets a reversal cancel its sale exactly.
-    ORIGINAL_RATES = "original_rates"
-
-
-class RemainderRule(enum.StrEnum):
-    # Floor every share, then hand the leftover units one each to the largest fractional
-    # remainders, ties by ascending partner id: deterministic, and the pool is paid exactly.
-    LARGEST_REMAINDER = "largest_remainder"
-
-
-class _Doc(
-    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
-):
-    """Base of every document type: immutable, unknown keys rejected, keyword-only.
-
-    msgspec applies ``kw_only`` to the fields a class itself defines, so every subclass
-    repeats it (and ``frozen``, which type checkers otherwise read as turned off); this lets
-    required and optional fields mix in the order a reader expects.
-    """
-
-
-# --------------------------------------------------------------------------- shared parts
-
-
-class ScoreScale(_Doc, frozen=True, kw_only=True):
-    """The survey scale the program counts; surveys on another scale do not count."""
-
-    min: Annotated[int, Meta(ge=0, le=1000)] = 1
-    max: Annotated[int, Meta(ge=1, le=1000)] = 5
-
-
-class Eligibility(_Doc, frozen=True, kw_only=True):
-    """Who may earn from a rule. Every condition must hold; an empty list means no limit."""
-
-    tenure_months_min: Annotated[int, Meta(ge=0, le=600)] = 0
-    tiers: tuple[Slug, ...] = ()
-    regions: tuple[ExternalId, ...] = ()
-    partner_kinds: tuple[PartnerKind, ...] = ()
-    # Net sales of the partner in the rule's period (including the current sale).
-    min_period_volume: Amount = 0
-
-
-class RateBand(_Doc, frozen=True, kw_only=True):
-    at_least: Amount
-    below: Amount | None = None  # None only on the last band: unbounded above.
-    rate_bp: RateBp
-
-
-class MultiplierBand(_Doc, frozen=True, kw_only=True):
-    at_least_x100: ScoreX100
-    below_x100: ScoreX100 | None = None
-    multiplier_bp: MultiplierBp  # 10_000 leaves rewards unchanged.
-
-
-class CategoryRate(_Doc, frozen=True, kw_only=True):
-    """A commission for one product category: exactly one of ``rate_bp`` and ``per_unit``."""
-
-    category: ExternalId
-    rate_bp: RateBp | None = None  # Share of the line's net amount.
-    per_unit: Amount | None = None  # Flat amount per unit sold.
-
+# Everything a document is made of, importable from here (the parts and the goal kinds live
+# in modules of their own to keep each one small).
+__all__ = [
+    "AMOUNT_MAX", "BP_PER_UNIT", "PER_SALE_KINDS", "RULE_KINDS", "RULE_TYPES", "Amount",
+    "Asset", "AttainmentBand", "AwardCondition", "Benefits", "BudgetPolicy", "CatalogueItem",
+    "CategoryRate", "ClawbackBasis", "ClawbackRule", "CommissionOverride", "CommissionRule",
+    "CompareTo", "Count", "CurrencyCode", "EarningRule", "Eligibility", "ExternalId", "Gate",
+    "GrowthBand", "GrowthBonusRule", "HoldDays", "MdfRule", "Metric", "Months",
+    "MultiplierBand", "MultiplierBp", "NewCustomerRule", "NewTo", "NonCashAwardRule",
+    "NonEmpty", "OncePer", "OverrideLevel", "OverrideRule", "PartnerKind", "PerScore",
+    "Period", "PointsRule", "PoolShareRule", "PositiveAmount", "Program", "Qualification",
+    "RankCount", "RankingRule", "RateBand", "RateBp", "RebateMode", "RemainderRule",
+    "Rounding", "Rule", "RuleBase", "SatisfactionMultiplier", "SatisfactionRule",
+    "ScoreScale", "ScoreX100", "Scope", "Slug", "Split", "TargetAttainmentRule",
+    "TeamAggregate", "TeamCompetitionRule", "Text", "ThresholdBonusRule", "Tier",
+    "TierWeight", "TieBreak", "TrainingRule", "VolumeRebateRule", "rule_kind", "rule_period",
+]  # fmt: skip
 
 # --------------------------------------------------------------------------------- tiers
 
@@ -192,7 +103,10 @@ class CategoryRate(_Doc, frozen=True, kw_only=True):
 class Qualification(_Doc, frozen=True, kw_only=True):
     """Criteria over a rolling window; a partner qualifies when all of them hold."""
 
-    window_months: Annotated[int, Meta(ge=1, le=36)] = 12
+    # The window is window_days days, or window_months calendar months (12 when neither is
+    # given), ending with the day or the month of the event or period end.
+    window_months: Annotated[int, Meta(ge=1, le=36)] | None = None
+    window_days: Annotated[int, Meta(ge=1, le=366)] | None = None
     net_sales_min: Amount = 0
     certifications_min: Count = 0
     avg_satisfaction_min_x100: ScoreX100 | None = None
@@ -201,10 +115,11 @@ class Qualification(_Doc, frozen=True, kw_only=True):
 
 
 class CommissionOverride(_Doc, frozen=True, kw_only=True):
-    """A tier's own rate for one category of one commission rule."""
+    """A tier's own rate for one category of one commission rule (no category: for the
+    rule's rate without a category)."""
 
     rule: Slug
-    category: ExternalId
+    category: ExternalId | None = None
     rate_bp: RateBp | None = None
     per_unit: Amount | None = None
 
@@ -225,23 +140,6 @@ class Tier(_Doc, frozen=True, kw_only=True):
     benefits: Benefits = msgspec.field(default_factory=Benefits)
     # Period ends below the criteria tolerated before a demotion; upgrades are immediate.
     grace_periods: Annotated[int, Meta(ge=0, le=12)] = 0
-
-
-# --------------------------------------------------------------------------------- rules
-
-
-class RuleBase(_Doc, tag_field="kind", frozen=True, kw_only=True):
-    id: Slug
-    description: str = ""
-
-
-class EarningRule(RuleBase, frozen=True, kw_only=True):
-    """Fields shared by every rule that credits a partner."""
-
-    eligibility: Eligibility | None = None
-    cap: PositiveAmount | None = None  # Per partner per period, in units of the asset paid.
-    hold_days: HoldDays = 0  # Pending this many days (a return window), then available.
-    period: Period | None = None  # Period for caps and period awards; None: the program's.
 
 
 class CommissionRule(EarningRule, tag="commission", frozen=True, kw_only=True):
@@ -288,6 +186,7 @@ class RankingRule(EarningRule, tag="ranking", frozen=True, kw_only=True):
     amounts: NonEmpty[PositiveAmount]
     tie_break: tuple[TieBreak, ...] = (TieBreak.REACHED_FIRST, TieBreak.PARTNER_ID)
     min_value: Amount = 1  # Below this a partner is not ranked at all.
+    scope: Scope = Scope.OWN
 
 
 class TeamCompetitionRule(EarningRule, tag="team_competition", frozen=True, kw_only=True):
@@ -302,6 +201,7 @@ class TeamCompetitionRule(EarningRule, tag="team_competition", frozen=True, kw_o
     teams: tuple[ExternalId, ...] = ()  # Empty: every team competes.
     tie_break: tuple[TieBreak, ...] = (TieBreak.REACHED_FIRST, TieBreak.TEAM_ID)
     min_team_value: Amount = 1
+    scope: Scope = Scope.OWN
 
 
 class PerScore(_Doc, frozen=True, kw_only=True):
@@ -346,7 +246,7 @@ class PointsRule(RuleBase, tag="points", frozen=True, kw_only=True):
     """积分兑换: the policy of the points asset; at most one per program."""
 
     # Points earned on day D can be redeemed up to the day before D + expiry_months.
-    expiry_months: Months
+    expiry_months: Months | None = None  # None: points never expire.
     catalogue: tuple[CatalogueItem, ...] = ()
 
 
@@ -413,6 +313,9 @@ Rule: TypeAlias = (
     | ClawbackRule
     | MdfRule
     | PoolShareRule
+    | TargetAttainmentRule
+    | GrowthBonusRule
+    | OverrideRule
 )
 
 RULE_TYPES: Final[tuple[type[RuleBase], ...]] = (
@@ -429,6 +332,9 @@ RULE_TYPES: Final[tuple[type[RuleBase], ...]] = (
     ClawbackRule,
     MdfRule,
     PoolShareRule,
+    TargetAttainmentRule,
+    GrowthBonusRule,
+    OverrideRule,
 )
 
 
@@ -456,7 +362,8 @@ class Program(_Doc, frozen=True, kw_only=True):
     rounding: Rounding = Rounding.HALF_EVEN
     budget: PositiveAmount | None = None  # Minor units of the program currency.
     on_budget_exhausted: BudgetPolicy = BudgetPolicy.STOP
-    categories: NonEmpty[ExternalId]
+    # The product categories rules may name; empty: any category, names are not checked.
+    categories: Annotated[tuple[ExternalId, ...], Meta(max_length=1000)] = ()
     satisfaction_scale: ScoreScale = msgspec.field(default_factory=ScoreScale)
     tiers: tuple[Tier, ...] = ()
     rules: NonEmpty[Rule]

@@ -10,9 +10,9 @@ Public API
 - ``apply(state, event, programs, *, budgets={}, recorded_at=None) -> Result``: one event
   (SaleRecorded, SaleReversed, SurveyCompleted, TrainingCompleted, PartnerRegistered,
   PartnerUpdated) or command (RecordPayout, RedeemPoints, AdjustBalance, ClaimFunds,
-  ApproveClaim, RejectClaim) of the state's partner. ``Result(drafts, state, refusal)``; a
-  refused input (``Refusal`` with a ``RefusalCode``: insufficient balance, unknown order,
-  reversal exceeding the sale, ...) has no drafts and the state it was given.
+  ApproveClaim, RejectClaim, TargetsSet) of the state's partner. ``Result(drafts, state,
+  refusal)``; a refused input (``Refusal`` with a ``RefusalCode``: insufficient balance,
+  unknown order, reversal exceeding the sale, ...) has no drafts and the state it was given.
 - ``close_period("YYYY-MM", program, states, *, budgets={}) -> CloseResult(drafts, states)``:
   period awards of every rule whose period ends with that month, and tier demotions.
 - ``due(state, as_of) -> Result``: holds that ended and points/funds that expired;
@@ -57,11 +57,19 @@ Decisions (the rules of docs/programs.md, and what they leave open)
 - Drafts are stamped ``recorded_at`` = the event time unless the caller passes one; ids
   never depend on it.
 - State is bounded in time (``state.prune``, run by ``due``); see ``state``.
+- Goals (``close.goals``, ``close.gates``, ``close.overrides``): target attainment, growth,
+  gates and two-tier overrides settle at the period close, the one place where every
+  partner's state is at hand: an override pays one partner (the distributor) from the
+  facts of others (the partners below it), whose events other workers may apply. Each
+  reads the running monthly facts (O(1) to keep per event); nothing is kept per sale for
+  them. Decisions that move no value (a target set, an award not earned or withheld) are
+  ``note`` records.
 
 Modules: ``money`` (rounding, largest remainder), ``periods``, ``state``, ``compiled``,
 ``book`` (postings, holds, lots, caps, budget), ``metrics``, ``tiers``, ``sales``,
-``reversals``, ``activity`` (surveys, trainings, profiles), ``commands``, ``due``,
-``apply``, and ``close`` (``awards``, ``rebates``, ``competitions``, ``multiplier``).
+``reversals``, ``activity`` (surveys, trainings, profiles), ``commands``, ``targets``,
+``hierarchy``, ``due``, ``apply``, and ``close`` (``awards``, ``rebates``,
+``competitions``, ``multiplier``, ``goals``, ``gates``, ``overrides``).
 """
 
 from processors.engine.apply import Input, apply, in_effect

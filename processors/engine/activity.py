@@ -10,7 +10,7 @@ from processors.engine.book import Book
 from processors.engine.compiled import CompiledProgram, CompiledRule
 from processors.engine.periods import day_of, month_key, period_key
 from processors.engine.sales import subject
-from processors.engine.state import Profile, SurveyAgg, month
+from processors.engine.state import Profile, SurveyAgg, day_facts, month
 from schemas.events import PartnerRegistered, PartnerUpdated, SurveyCompleted, TrainingCompleted
 from schemas.programs import SatisfactionRule, TrainingRule
 
@@ -23,6 +23,10 @@ def record_survey(book: Book, event: SurveyCompleted, programs: list[CompiledPro
     survey = agg.surveys.setdefault(event.scale, SurveyAgg())
     survey.count += 1
     survey.score_sum += event.score
+    if book.day_facts:
+        daily = day_facts(book.state, day).surveys.setdefault(event.scale, SurveyAgg())
+        daily.count += 1
+        daily.score_sum += event.score
     for cp in programs:
         if cp.scale_name != event.scale:
             continue
@@ -69,8 +73,10 @@ def record_training(book: Book, event: TrainingCompleted, programs: list[Compile
     if not event.passed:
         return
     day = day_of(event.occurred_at)
-    if event.certification is not None:
-        book.state.certifications.setdefault(event.certification, month_key(day))
+    if event.certification is not None and event.certification not in book.state.certifications:
+        book.state.certifications[event.certification] = month_key(day)
+        if book.day_facts:
+            day_facts(book.state, day).certifications += 1
     for cp in programs:
         for cr in cp.rules:
             if isinstance(cr.rule, TrainingRule):
@@ -110,7 +116,8 @@ def _training(book: Book, cp: CompiledProgram, cr: CompiledRule, rule: TrainingR
 
 def register(book: Book, event: PartnerRegistered) -> None:
     book.state.profile = Profile(kind=event.kind, region=event.region, joined_on=event.joined_on,
-                                 status=event.status, team=event.team)
+                                 status=event.status, team=event.team,
+                                 parent=event.parent_partner_id)
 
 
 def update_profile(book: Book, event: PartnerUpdated) -> None:
@@ -128,4 +135,6 @@ def update_profile(book: Book, event: PartnerUpdated) -> None:
         old.status = event.status
     if event.team is not UNSET:
         old.team = event.team
+    if event.parent_partner_id is not UNSET:
+        old.parent = event.parent_partner_id
     book.state.profile = old

@@ -11,6 +11,7 @@ from processors.engine.results import Refusal, Result
 from processors.engine.reversals import reverse_sale
 from processors.engine.sales import record_sale
 from processors.engine.state import PartnerState, copy_state
+from processors.engine.targets import set_target
 from processors.engine.tiers import upgrade
 from schemas.commands import (
     AdjustBalance,
@@ -20,6 +21,7 @@ from schemas.commands import (
     RecordPayout,
     RedeemPoints,
     RejectClaim,
+    TargetsSet,
 )
 from schemas.events import (
     PartnerRegistered,
@@ -43,6 +45,7 @@ Input = (
     | ClaimFunds
     | ApproveClaim
     | RejectClaim
+    | TargetsSet
 )
 
 
@@ -91,9 +94,11 @@ def apply(
     new = state if in_place else copy_state(state)
     book = Book(new, event.event_id, event.occurred_at, recorded_at or event.occurred_at,
                 budgets)
+    book.day_facts = any(cp.day_window for cp in programs)
     day = day_of(event.occurred_at)
     active = in_effect(programs, day)
-    refusal = _dispatch(book, event, active)
+    refusal = (set_target(book, event, programs) if isinstance(event, TargetsSet)
+               else _dispatch(book, event, active))
     if refusal is not None:
         return Result(drafts=[], state=state, refusal=refusal)
     if isinstance(event, (SaleRecorded, SaleReversed, SurveyCompleted, TrainingCompleted)):

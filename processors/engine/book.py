@@ -9,7 +9,7 @@ and say so in the explanation.
 
 import datetime as dt
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Final
 
 from ledger import core
@@ -45,6 +45,8 @@ class Book:
         # Shared between the books of one period close, so the budget spans all partners.
         self.spent: dict[tuple[str, int], int] = {} if spent is None else spent
         self.drafts: list[Draft] = []
+        # Whether daily facts are kept (a program measures a tier window in days).
+        self.day_facts = False
 
     # ------------------------------------------------------------------ the primitive
 
@@ -114,7 +116,12 @@ class Book:
 
         ``budget_cost`` is what the award costs the budget when it is not the amount itself
         (a non-cash award's unit cost); such an award is granted whole or not at all.
+        A period whose gate failed at its close earns nothing more (a late event).
         """
+        key = counter_key(cp.program_id, cr.rule.id, period)
+        if key in self.state.gated:
+            inputs.update(gated_in=self.state.gated[key], cut_by_gate=amount)
+            return 0
         if cr.cap is not None:
             used = self.state.counters.get(counter_key(cp.program_id, cr.rule.id, period), 0)
             room = max(cr.cap - used, 0)
@@ -177,6 +184,7 @@ class Book:
                     left=amount,
                     release_at=draft.occurred_at + dt.timedelta(days=cr.hold_days),
                     lot_expiry_months=expiry,
+                    period=period,
                 )
             )
         elif expiry is not None:
@@ -214,9 +222,11 @@ class Book:
         hold_record: uuid.UUID | None = None,
         to_account: str | None = None,
         source_event_ids: tuple[uuid.UUID, ...] = (),
+        holds: Callable[[Hold], bool] | None = None,
     ) -> Draft:
         """Partner -> program (a clawback or a penalty): from the named hold while it still
-        holds something, the rest from available (which may go negative)."""
+        holds something (or from the holds ``holds`` picks, soonest released first), the
+        rest from available (which may go negative)."""
         assert amount > 0, amount
         from_pending = 0
         if hold_record is not None:
@@ -226,6 +236,8 @@ class Book:
                 hold.left -= from_pending
                 if hold.left == 0:
                     self.state.holds.remove(hold)
+        elif holds is not None:
+            from_pending = self._from_holds(asset, amount, holds)
         from_available = amount - from_pending
         if from_available:
             consume_lots(self.state, asset, from_available)
@@ -243,6 +255,19 @@ class Book:
             explanation,
             source_event_ids=source_event_ids,
         )
+
+    def _from_holds(self, asset: str, amount: int, picks: Callable[[Hold], bool]) -> int:
+        taken = 0
+        chosen = sorted((h for h in self.state.holds if h.asset == asset and picks(h)),
+                        key=lambda h: (h.release_at, str(h.record_id)))
+        for hold in chosen:
+            if taken == amount:
+                break
+            part = min(hold.left, amount - taken)
+            hold.left -= part
+            taken += part
+        self.state.holds = [h for h in self.state.holds if h.left > 0]
+        return taken
 
     def spend_available(
         self,

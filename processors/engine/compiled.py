@@ -29,6 +29,8 @@ from schemas.programs import (
 )
 from schemas.programs import Period as PeriodKind
 
+# The key of a commission rate without a category (no category id can be "*").
+OTHER: Final = "*"
 PER_SALE_CLAWBACK_KINDS: Final = frozenset({"commission", "threshold_bonus", "new_customer", "mdf"})
 
 
@@ -39,6 +41,9 @@ class Subject(NamedTuple):
     tier: str | None
     day: dt.date
     period_volume: int
+    # (count, sum of scores) of the period's surveys so far; only filled for rules whose
+    # eligibility asks for an average (``CompiledRule.needs_surveys``).
+    period_surveys: tuple[int, int] = (0, 0)
 
 
 Predicate = Callable[[Subject], bool]
@@ -82,7 +87,18 @@ def _conditions(e: Eligibility) -> list[Predicate]:
     if e.min_period_volume:
         minimum = e.min_period_volume
         checks.append(lambda s: s.period_volume >= minimum)
+    if e.min_avg_satisfaction_x100 is not None:
+        checks.append(_average_at_least(e.min_avg_satisfaction_x100, e.min_surveys))
     return checks
+
+
+def _average_at_least(minimum_x100: int, surveys_min: int) -> Predicate:
+    # average * 100 >= minimum, compared exactly: sum * 100 >= minimum * count.
+    def check(s: Subject) -> bool:
+        count, total = s.period_surveys
+        return count >= surveys_min and total * 100 >= minimum_x100 * count
+
+    return check
 
 
 class CompiledRule(NamedTuple):
@@ -93,6 +109,7 @@ class CompiledRule(NamedTuple):
     eligible: Predicate
     hold_days: int
     cap: int | None
+    needs_surveys: bool = False  # eligibility on the period's average satisfaction
 
 
 class CompiledProgram:
@@ -109,6 +126,8 @@ class CompiledProgram:
         self.by_id: Mapping[str, CompiledRule] = {c.rule.id: c for c in self.rules}
         self.tiers: tuple[Tier, ...] = program.tiers
         self.tier_index: Mapping[str, int] = {t.id: i for i, t in enumerate(program.tiers)}
+        # The longest tier window in days (0: none), for which daily facts are kept.
+        self.day_window = max((t.qualify.window_days or 0 for t in program.tiers), default=0)
         self._rates = self._rate_table(program)
         self._mdf_shares = {
             t.id: t.benefits.mdf_share_bp
@@ -164,19 +183,21 @@ class CompiledProgram:
             eligible=compile_eligibility(rule.eligibility),
             hold_days=rule.hold_days,
             cap=rule.cap,
+            needs_surveys=rule.eligibility is not None
+            and rule.eligibility.min_avg_satisfaction_x100 is not None,
         )
 
     @staticmethod
     def _rate_table(program: Program) -> dict[tuple[str, str, str], CategoryRate]:
-        """(rule, tier or "", category) -> rate; "" is the rule's own rate."""
+        """(rule, tier or "", category or OTHER) -> rate; "" is the rule's own rate."""
         table: dict[tuple[str, str, str], CategoryRate] = {}
         for rule in program.rules:
             if isinstance(rule, CommissionRule):
                 for rate in rule.rates:
-                    table[(rule.id, "", rate.category)] = rate
+                    table[(rule.id, "", rate.category or OTHER)] = rate
         for tier in program.tiers:
             for o in tier.benefits.commission_overrides:
-                table[(o.rule, tier.id, o.category)] = CategoryRate(
+                table[(o.rule, tier.id, o.category or OTHER)] = CategoryRate(
                     category=o.category, rate_bp=o.rate_bp, per_unit=o.per_unit
                 )
         return table
@@ -184,13 +205,17 @@ class CompiledProgram:
     def commission_rate(
         self, rule_id: str, tier: str | None, category: str
     ) -> tuple[CategoryRate, bool] | None:
-        """The rate for a category at a tier, and whether it is the tier's override."""
-        if tier is not None:
-            override = self._rates.get((rule_id, tier, category))
-            if override is not None:
-                return override, True
-        base = self._rates.get((rule_id, "", category))
-        return None if base is None else (base, False)
+        """The rate for a category at a tier, and whether it is the tier's override: the
+        category's own rate, else the rule's rate without a category (the tier's first)."""
+        for key in (category, OTHER):
+            if tier is not None:
+                override = self._rates.get((rule_id, tier, key))
+                if override is not None:
+                    return override, True
+            base = self._rates.get((rule_id, "", key))
+            if base is not None:
+                return base, False
+        return None
 
     def mdf_share(self, rule: MdfRule, tier: str | None) -> int:
         if tier is not None and tier in self._mdf_shares:

@@ -82,6 +82,12 @@ def _window(year: int, month: int, count: int) -> tuple[str, ...]:
     return tuple(f"{i // 12:04d}-{i % 12 + 1:02d}" for i in range(last - count + 1, last + 1))
 
 
+@functools.lru_cache(maxsize=1024)
+def day_keys(end: dt.date, count: int) -> tuple[str, ...]:
+    """The ``count`` day keys (``YYYY-MM-DD``) ending with ``end``: a rolling window."""
+    return tuple((end - dt.timedelta(days=offset)).isoformat() for offset in range(count))
+
+
 def tenure_months(joined_on: dt.date, on: dt.date) -> int:
     """Whole months from ``joined_on`` to ``on``: 2026-01-15 -> 2026-04-15 is 3, -04-14 is 2."""
     months = (on.year - joined_on.year) * 12 + on.month - joined_on.month

@@ -29,6 +29,9 @@ class RefusalCode(enum.StrEnum):
     # An account may hold at most schemas.money.MAX_BALANCE_MINOR_UNITS, so that no balance,
     # and no sum a reader makes of a partner's balances, leaves 64 bits.
     BALANCE_LIMIT = "balance_limit"
+    # A target for a period that is already closed, or that no rule measures.
+    PERIOD_CLOSED = "period_closed"
+    UNUSED_TARGET = "unused_target"
 
 
 class Refusal(msgspec.Struct, frozen=True, kw_only=True):

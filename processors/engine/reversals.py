@@ -19,6 +19,8 @@ tier change or under a newer program version still cancels its sale exactly.
   volumes but take nothing back.
 - Volumes: a reversal reduces the facts of the month it happens in (net sales are "sales
   minus reversals in the period"); closed periods are never recomputed.
+- A rule period whose gate failed at its close (``PartnerState.gated``) was taken back
+  whole then: a reversal of its sales takes nothing more.
 """
 
 import datetime as dt
@@ -34,6 +36,7 @@ from processors.engine.state import (
     LineState,
     OrderState,
     counter_key,
+    day_facts,
     month,
     visible_order,
 )
@@ -67,6 +70,9 @@ def reverse_sale(book: Book, event: SaleReversed) -> Refusal | None:
         units[line.category] = units.get(line.category, 0) - quantity
     if agg.last_sale_at is None or event.occurred_at > agg.last_sale_at:
         agg.last_sale_at = event.occurred_at
+    if book.day_facts:
+        daily = day_facts(state, day)
+        daily.net[order.currency] = daily.net.get(order.currency, 0) - sum(a for _, _, a in parts)
     for line, quantity, amount in parts:
         for earning in line.earnings:
             _claw_line(book, event, order, line, earning, quantity, amount)
@@ -74,7 +80,8 @@ def reverse_sale(book: Book, event: SaleReversed) -> Refusal | None:
         line.amount_left -= amount
     remaining = sum(line.amount_left for line in order.lines.values())
     for earning in order.earnings:
-        if earning.left and remaining < earning.level and _in_window(earning, event):
+        if (earning.left and remaining < earning.level and _in_window(earning, event)
+                and not _gated(book, earning)):
             inputs: dict[str, InputValue] = {
                 "order_id": order.order_id, "order_left": remaining, "level": earning.level,
             }
@@ -119,9 +126,14 @@ def _in_window(earning: Earning, event: SaleReversed) -> bool:
     return earning.clawback_until is None or event.occurred_at <= earning.clawback_until
 
 
+def _gated(book: Book, earning: Earning) -> bool:
+    """Whether a gate took the earning's period back at its close: nothing left to take."""
+    return counter_key(earning.program_id, earning.rule_id, earning.period) in book.state.gated
+
+
 def _claw_line(book: Book, event: SaleReversed, order: OrderState, line: LineState,
                earning: Earning, quantity: int, amount: int) -> None:
-    if earning.left == 0 or not _in_window(earning, event):
+    if earning.left == 0 or not _in_window(earning, event) or _gated(book, earning):
         return
     if earning.basis == "quantity":
         part, whole, unit = quantity, line.quantity_left, "quantity"

@@ -14,8 +14,8 @@ import uuid
 
 from ledger.core import Explanation, InputValue, Rounding
 from processors.engine.book import Book
-from processors.engine.compiled import CompiledProgram, CompiledRule, Subject
-from processors.engine.metrics import metric_value, period_net_sales
+from processors.engine.compiled import OTHER, CompiledProgram, CompiledRule, Subject
+from processors.engine.metrics import metric_value, period_net_sales, surveys
 from processors.engine.money import apply_bp
 from processors.engine.periods import day_of, month_key, period_key, period_months
 from processors.engine.results import Refusal, RefusalCode
@@ -24,6 +24,7 @@ from processors.engine.state import (
     Earning,
     LineState,
     OrderState,
+    day_facts,
     month,
     visible_order,
 )
@@ -102,6 +103,10 @@ def _count(book: Book, event: SaleRecorded, day: dt.date, counted_new: bool) -> 
         units[line.category] = units.get(line.category, 0) + line.quantity
     if agg.last_sale_at is None or event.occurred_at > agg.last_sale_at:
         agg.last_sale_at = event.occurred_at
+    if book.day_facts:
+        daily = day_facts(state, day)
+        total = sum(line.net_amount for line in event.lines)
+        daily.net[event.currency] = daily.net.get(event.currency, 0) + total
     if counted_new:
         agg.new_customers += 1
         if agg.last_new_customer_at is None or event.occurred_at > agg.last_new_customer_at:
@@ -127,6 +132,8 @@ def subject(book: Book, cp: CompiledProgram, cr: CompiledRule, day: dt.date) -> 
         tier=current_tier(book.state, cp),
         day=day,
         period_volume=period_net_sales(book.state, cr.period, day, cp.currency),
+        period_surveys=(surveys(book.state, period_months(cr.period, day), cp.scale_name)
+                        if cr.needs_surveys else (0, 0)),
     )
 
 
@@ -198,6 +205,8 @@ def _commission(book: Book, cp: CompiledProgram, cr: CompiledRule, rule: Commiss
             "tier_override": override,
             "period": period,
         }
+        if rate.category is None:
+            inputs["rate_category"] = OTHER
         if rate.rate_bp is not None:
             computed, rounding = apply_bp(line.net_amount, rate.rate_bp)
             inputs.update(net_amount=line.net_amount, rate_bp=rate.rate_bp)

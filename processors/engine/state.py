@@ -22,9 +22,17 @@ rules need and is bounded in time (see ``prune``):
   already paid or counted once.
 - ``claims``: fund claims awaiting finance, ``settled_claims`` those approved or rejected
   (a claim id is used once); ``closed``: periods already settled.
+- ``days``: per UTC day, net sales, surveys and new certifications, kept (``DAYS_KEPT``)
+  only while a program has a tier window in days: daily buckets, so that a rolling
+  window's total can be kept as a running sum.
+- ``targets``: finance's targets per program, period and metric (``TargetsSet``);
+  ``gated``: rule periods whose gate failed at the close (what they earned was taken back,
+  so a later reversal takes nothing more); ``override_earned``: what a distributor earned
+  from the override on each partner below it, the most a later return can take back.
 
 Pruning (``prune``, run by ``due``): months older than ``MONTHS_KEPT`` (the longest tier
-window is 36 months), counters and closed-period marks of periods before last year, and
+window is 36 months), days older than ``DAYS_KEPT``, counters, targets, gates and
+closed-period marks of periods before last year, and
 orders ``ORDER_RETENTION_DAYS`` after the sale or after their last clawback deadline,
 whichever is later. A reversal of a pruned order is refused as an unknown order.
 """
@@ -38,6 +46,7 @@ import msgspec
 from processors.engine.periods import add_months, month_key
 
 MONTHS_KEPT: Final = 37
+DAYS_KEPT: Final = 366  # the longest window in days
 ORDER_RETENTION_DAYS: Final = 3 * 366
 
 
@@ -47,11 +56,30 @@ class Profile(msgspec.Struct, kw_only=True):
     joined_on: dt.date
     status: str
     team: str | None = None
+    parent: str | None = None  # parent_partner_id: the distributor that supplies it
+
+
+class TargetState(msgspec.Struct, kw_only=True):
+    """A partner's target for one metric and period of a program (``TargetsSet``)."""
+
+    value: int
+    event_id: uuid.UUID  # the TargetsSet that set it
+    set_at: dt.datetime
+    set_by: str
+    previous: int | None = None  # the value it replaced, if any
 
 
 class SurveyAgg(msgspec.Struct, kw_only=True):
     count: int = 0
     score_sum: int = 0
+
+
+class DayAgg(msgspec.Struct, kw_only=True):
+    """Facts of one UTC day, kept only while a program measures a window in days."""
+
+    net: dict[str, int] = {}  # currency -> net minor units, every category
+    surveys: dict[str, SurveyAgg] = {}  # scale name -> count and sum of scores
+    certifications: int = 0  # certification ids first earned that day
 
 
 class MonthAgg(msgspec.Struct, kw_only=True):
@@ -129,6 +157,7 @@ class Hold(msgspec.Struct, kw_only=True):
     left: int
     release_at: dt.datetime
     lot_expiry_months: int | None = None  # points and funds start a lot when released
+    period: str = ""  # the counter period the accrual counted in ("" in older states)
 
 
 class Lot(msgspec.Struct, kw_only=True):
@@ -176,6 +205,11 @@ class PartnerState(msgspec.Struct, kw_only=True):
     settled_claims: dict[str, str] = {}  # claim id -> month approved or rejected
     closed: list[str] = []  # "program|version|rule-period" keys already settled
     pruned_on: dt.date | None = None  # the latest day ``prune`` ran for
+    days: dict[str, DayAgg] = {}  # "YYYY-MM-DD" -> facts, while a day window needs them
+    targets: dict[str, TargetState] = {}  # "program|period|metric" -> target
+    gated: dict[str, str] = {}  # "program|rule|period" -> month its gate took the period
+    # "program|rule|descendant" -> override earned on that partner's sales, net of returns
+    override_earned: dict[str, int] = {}
 
 
 _ENCODER: Final = msgspec.json.Encoder(order="deterministic")
@@ -227,6 +261,14 @@ def month(state: PartnerState, key: str) -> MonthAgg:
     return found
 
 
+def day_facts(state: PartnerState, day: dt.date) -> DayAgg:
+    key = day.isoformat()
+    found = state.days.get(key)
+    if found is None:
+        found = state.days[key] = DayAgg()
+    return found
+
+
 def counter_key(program_id: str, rule_id: str, period: str) -> str:
     return f"{program_id}|{rule_id}|{period}"
 
@@ -265,3 +307,13 @@ def prune(state: PartnerState, today: dt.date) -> None:
         k: v for k, v in state.settled_claims.items() if v[:4] >= oldest_year
     }
     state.orders = {k: v for k, v in state.orders.items() if v.keep_until >= today}
+    if state.days:
+        oldest_day = (today - dt.timedelta(days=DAYS_KEPT - 1)).isoformat()
+        state.days = {k: v for k, v in state.days.items() if k >= oldest_day}
+    # Targets are "program|period|metric"; gates "program|rule|period", kept as long as the
+    # orders whose earnings they took (a reversal then takes nothing more).
+    state.targets = {
+        k: v for k, v in state.targets.items() if k.split("|")[1][:4] >= oldest_year
+    }
+    oldest_gate = str(today.year - ORDER_RETENTION_DAYS // 365 - 1)
+    state.gated = {k: v for k, v in state.gated.items() if k.rsplit("|", 1)[1][:4] >= oldest_gate}

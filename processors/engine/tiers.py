@@ -4,8 +4,10 @@ at a period end after the tier's grace periods.
 A partner without a tier record is in the program's entry tier (the first), which asks for
 nothing; entering it is not recorded. Every change is a value-free ``TIER_CHANGE`` record.
 The window is the ``window_months`` calendar months ending with the month of the event
-(or of the period end), the current month included. An upgrade is checked after an event
-has earned its rewards: a sale earns at the tier the partner had when it was made.
+(or of the period end), the current month included; or, with ``window_days``, that many
+days ending with the day of the event (or the period's last day), from the daily facts.
+An upgrade is checked after an event has earned its rewards: a sale earns at the tier the
+partner had when it was made.
 """
 
 import datetime as dt
@@ -14,9 +16,11 @@ from ledger.core import Explanation, InputValue, RecordKind
 from processors.engine.book import Book
 from processors.engine.compiled import CompiledProgram
 from processors.engine.metrics import certifications, net_sales, surveys
-from processors.engine.periods import window_months
+from processors.engine.periods import day_keys, window_months
 from processors.engine.state import PartnerState, TierState
 from schemas.programs import Tier
+
+DEFAULT_WINDOW_MONTHS = 12
 
 
 def current_tier(state: PartnerState, cp: CompiledProgram) -> str | None:
@@ -28,15 +32,36 @@ def current_tier(state: PartnerState, cp: CompiledProgram) -> str | None:
 
 def measure(state: PartnerState, cp: CompiledProgram, tier: Tier, day: dt.date) -> dict[str, int]:
     q = tier.qualify
-    months = window_months(day, q.window_months)
+    if q.window_days is not None:
+        return measure_days(state, cp, q.window_days, day)
+    window = q.window_months or DEFAULT_WINDOW_MONTHS
+    months = window_months(day, window)
     count, total = surveys(state, months, cp.scale_name)
     return {
-        "window_months": q.window_months,
+        "window_months": window,
         "net_sales": net_sales(state, months, cp.currency),
         "certifications": certifications(state, months),
         "surveys": count,
         "survey_score_sum": total,
     }
+
+
+def measure_days(state: PartnerState, cp: CompiledProgram, window: int,
+                 day: dt.date) -> dict[str, int]:
+    """The criteria over the ``window`` days ending with ``day``, from the daily facts."""
+    net = certified = count = total = 0
+    scale = cp.scale_name
+    for key in day_keys(day, window):
+        agg = state.days.get(key)
+        if agg is None:
+            continue
+        net += agg.net.get(cp.currency, 0)
+        certified += agg.certifications
+        if scale is not None and scale in agg.surveys:
+            count += agg.surveys[scale].count
+            total += agg.surveys[scale].score_sum
+    return {"window_days": window, "net_sales": net, "certifications": certified,
+            "surveys": count, "survey_score_sum": total}
 
 
 def qualifies(state: PartnerState, cp: CompiledProgram, tier: Tier, day: dt.date) -> bool:

@@ -35,7 +35,7 @@ from ingest_support import (
     stateful_poison,
 )
 
-from processors.sample_data import generate, partner_ids
+from processors.sample_data import generate, partner_ids, target_count
 from schemas.codec import RejectCode
 from schemas.streams import MESSAGE_TYPES, stream_of
 
@@ -90,7 +90,7 @@ def build_traffic(events: int, seed: int = SEED) -> Traffic:
     seed_ids(seed)
     rng = random.Random(seed)
     partners, sales = sample_size(events - 2)  # the poison partner brings two
-    quarter = generate(partners=partners, sales=sales, seed=seed)
+    quarter = generate(partners=partners, sales=sales, seed=seed, hierarchy_and_targets=True)
     late = sorted(rng.sample(partner_ids(partners)[LATE_SKIP_BUSIEST:], LATE_PARTNERS))
     held = [m for m in quarter if m["type"] == "PartnerRegistered" and m["partner_id"] in late]
     on_time = [_keyed(m) for m in quarter if m not in held]
@@ -123,14 +123,16 @@ def build_traffic(events: int, seed: int = SEED) -> Traffic:
 
 def sample_size(events: int) -> tuple[int, int]:
     """(partners, sales) for which ``generate`` makes at least ``events`` messages and one
-    sale fewer would not: a registration per partner, per sale a twentieth of a return, a
-    quarter of a survey and a tenth of a training, and three month closes."""
+    sale fewer would not: a registration per partner and the targets of the non-agents, per
+    sale a twentieth of a return, a quarter of a survey and a tenth of a training, and three
+    month closes."""
     partners = max(40, events // 200)
+    fixed = partners + target_count(partners) + 3
 
     def count(sales: int) -> int:
-        return partners + sales + sales // 20 + max(1, sales // 4) + max(1, sales // 10) + 3
+        return fixed + sales + sales // 20 + max(1, sales // 4) + max(1, sales // 10)
 
-    sales = max(1, int((events - partners - 3) / 1.4))
+    sales = max(1, int((events - fixed) / 1.4))
     while count(sales) < events:
         sales += 1
     while sales > 1 and count(sales - 1) >= events:

@@ -80,7 +80,9 @@ async def test_tampered_text_is_detected_on_read(settings: Settings) -> None:
 
 def test_validate_reports_the_line_of_a_bad_value(settings: Settings, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text(EXAMPLE.read_text().replace("version: 1", "version: 0", 1))
+    text = EXAMPLE.read_text()
+    line = next(n for n, row in enumerate(text.splitlines(), 1) if row.startswith("version:"))
+    bad.write_text(text.replace("version: 1", "version: 0", 1))
     result = _cli(settings, "validate", str(bad))
     assert result.returncode == 1
-    assert f"{bad}:10:10: $.version:" in result.stderr
+    assert f"{bad}:{line}:10: $.version:" in result.stderr

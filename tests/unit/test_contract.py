@@ -107,6 +107,13 @@ def close(**changes: Any) -> dict[str, Any]:
     return data
 
 
+def targets_set(**changes: Any) -> dict[str, Any]:
+    data = envelope("TargetsSet", program_id="northwind-emea", period="2026-Q2",
+                    metric="net_sales", value=60_000_000, set_by="finance.lee")
+    data.update(changes)
+    return data
+
+
 def raw(data: dict[str, Any] | list[Any]) -> bytes:
     return json.dumps(data).encode()
 
@@ -254,6 +261,10 @@ CASES: list[tuple[RejectCode, str, bytes | None, str]] = [
     (RejectCode.INVALID_VALUE, "commands", raw(close(partner_id="P-1")), "$.partner_id"),
     (RejectCode.INVALID_VALUE, "commands", raw(close(period="2026-13")), "$.period"),
     (RejectCode.INVALID_VALUE, "commands", raw(adjust(amount=0)), "$.amount"),
+    (RejectCode.INVALID_VALUE, "commands", raw(targets_set(period="2026-Q5")), "$.period"),
+    (RejectCode.INVALID_VALUE, "commands", raw(targets_set(period="2026-3")), "$.period"),
+    (RejectCode.INVALID_VALUE, "commands", raw(targets_set(metric="revenue")), "$.metric"),
+    (RejectCode.INVALID_VALUE, "commands", raw(targets_set(value=0)), "$.value"),
     (RejectCode.INVALID_VALUE, "commands", raw(adjust(author="   ")), "$.author"),
     (RejectCode.INVALID_VALUE, "commands", raw(adjust(reason=" \n ")), "$.reason"),
     (RejectCode.INVALID_VALUE, "partners", raw(envelope("PartnerUpdated")), "$"),
@@ -500,10 +511,18 @@ def test_programming_errors_raise() -> None:
         decode("sales", raw(sale()), now=datetime(2026, 4, 1), limits=LIMITS)
 
 
+def test_targets_are_set_for_a_month_a_quarter_or_a_year() -> None:
+    for period in ("2026-03", "2026-Q1", "2026"):
+        target = accepted("commands", raw(targets_set(period=period)))
+        assert (type(target).__name__, target.period, target.value) == (
+            "TargetsSet", period, 60_000_000)
+    assert rejected("commands", raw(targets_set(partner_id="*"))).path == "$.partner_id"
+
+
 def test_every_type_is_carried_by_exactly_one_stream() -> None:
     carried = [t for s in STREAMS.values() for t in s.types]
     assert sorted(t.__name__ for t in carried) == sorted(t.__name__ for t in ANY.types)
-    assert len(carried) == len(set(carried)) == 14
+    assert len(carried) == len(set(carried)) == 15
     assert stream_of(SaleRecorded) == "sales" and stream_of(ClosePeriod) == "commands"
     assert set(STREAMS) == {"sales", "surveys", "trainings", "partners", "commands"}
     assert get_stream("surveys").type_names == ("SurveyCompleted",)

@@ -27,6 +27,7 @@ from schemas.commands import (
     RecordPayout,
     RedeemPoints,
     RejectClaim,
+    TargetsSet,
 )
 from schemas.events import (
     PartnerRegistered,
@@ -56,10 +57,14 @@ period: {period}
 
 
 def program(rules: str, *, tiers: str = "", period: str = "quarter", budget: str = "",
-            program_id: str = "prog", version: int = 1) -> CompiledProgram:
-    """A compiled program from the YAML text of its rules (and tiers)."""
+            program_id: str = "prog", version: int = 1,
+            categories: bool = True) -> CompiledProgram:
+    """A compiled program from the YAML text of its rules (and tiers); ``categories=False``
+    leaves out the program's list of categories (any category then)."""
     text = HEADER.format(program_id=program_id, version=version, period=period,
                          budget=textwrap.dedent(budget).strip() + "\n" if budget else "")
+    if not categories:
+        text = text.replace("categories: [hardware, software, services, support]\n", "")
     if tiers:
         text += "tiers:\n" + textwrap.indent(textwrap.dedent(tiers).strip(), "  ") + "\n"
     text += "rules:\n" + textwrap.indent(textwrap.dedent(rules).strip(), "  ") + "\n"
@@ -72,10 +77,19 @@ def eid(name: str) -> uuid.UUID:
 
 def registered(partner: str = "P1", *, at: dt.datetime = T0, kind: str = "distributor",
                region: str = "DE", joined_on: dt.date = dt.date(2025, 1, 1),
-               team: str | None = None, status: str = "active") -> PartnerRegistered:
+               team: str | None = None, status: str = "active",
+               parent: str | None = None) -> PartnerRegistered:
     return PartnerRegistered(event_id=eid(f"reg:{partner}"), occurred_at=at, partner_id=partner,
                              kind=kind, region=region, joined_on=joined_on,  # type: ignore[arg-type]
-                             status=status, team=team)  # type: ignore[arg-type]
+                             status=status, team=team,  # type: ignore[arg-type]
+                             parent_partner_id=parent)
+
+
+def target(period: str, value: int, *, metric: str = "net_sales", partner: str = "P1",
+           at: dt.datetime = T0, program: str = "prog", n: int = 0) -> TargetsSet:
+    return TargetsSet(event_id=eid(f"target:{partner}:{period}:{metric}:{n}"), occurred_at=at,
+                      partner_id=partner, program_id=program, period=period,
+                      metric=metric, value=value, set_by="finance.lee")  # type: ignore[arg-type]
 
 
 def sale(order: str, lines: Sequence[tuple[str, int, int]], *, partner: str = "P1",

@@ -184,7 +184,7 @@ def test_unknown_key_points_at_the_key_and_suggests_the_field() -> None:
 """
     assert problems_of(HEADER + rules) == [
         "demo.yaml:13:5: $.rules[0].rate: unknown field `rate`: expected one of: cap, "
-        "description, eligibility, hold_days, id, kind, pays, period, rates "
+        "description, eligibility, gate, hold_days, id, kind, pays, period, rates "
         "(did you mean `rates`?)"
     ]
 
@@ -196,8 +196,9 @@ def test_unknown_rule_kind() -> None:
 """
     assert problems_of(HEADER + rules) == [
         "demo.yaml:10:11: $.rules[0].kind: unknown rule kind 'comission': expected one of: "
-        "clawback, commission, mdf, new_customer, non_cash_award, points, pool_share, "
-        "ranking, satisfaction, team_competition, threshold_bonus, training, volume_rebate "
+        "clawback, commission, growth_bonus, mdf, new_customer, non_cash_award, override, "
+        "points, pool_share, ranking, satisfaction, target_attainment, team_competition, "
+        "threshold_bonus, training, volume_rebate "
         "(did you mean `commission`?)"
     ]
 

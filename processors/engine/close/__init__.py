@@ -30,19 +30,25 @@ import msgspec
 
 from ledger.core import Draft, Explanation, RecordKind
 from processors.engine.book import NO_SPEND, Book, Budgets
+from processors.engine.close import gates
 from processors.engine.close.awards import Award, cap, fit_budget
 from processors.engine.close.competitions import pool_share, ranking, team_competition
 from processors.engine.close.context import Close
+from processors.engine.close.goals import growth_bonus, target_attainment
 from processors.engine.close.multiplier import multipliers
+from processors.engine.close.overrides import override
 from processors.engine.close.rebates import non_cash_award, volume_rebate
 from processors.engine.compiled import CompiledProgram, CompiledRule
 from processors.engine.periods import ends_with_month, month_start, period_last_day, start_of_day
 from processors.engine.state import PartnerState, copy_state
 from processors.engine.tiers import period_end
 from schemas.programs import (
+    GrowthBonusRule,
     NonCashAwardRule,
+    OverrideRule,
     PoolShareRule,
     RankingRule,
+    TargetAttainmentRule,
     TeamCompetitionRule,
     VolumeRebateRule,
 )
@@ -106,10 +112,21 @@ def _awards(ctx: Close, states: Mapping[str, PartnerState]) -> list[Award]:
         if not ctx.ends(cr):
             continue
         made = _rule_awards(ctx, cr)
+        # A rule may make several awards for one partner (an override per seller).
+        taken: dict[str, int] = {}
         for award in made:
-            cap(award, states[award.partner_id], ctx.cp, ctx.period_key(cr))
+            cap(award, states[award.partner_id], ctx.cp, ctx.period_key(cr),
+                taken.get(award.partner_id, 0))
+            if award.amount > 0:
+                taken[award.partner_id] = taken.get(award.partner_id, 0) + award.amount
         awards += made
-    return awards + multipliers(ctx, awards)
+    failed = gates.failures(ctx)
+    if failed:
+        gates.withhold(awards, failed)
+        awards += gates.take_backs(ctx, failed)
+    scaled = multipliers(ctx, awards)
+    gates.withhold(scaled, failed)
+    return awards + scaled
 
 
 def _rule_awards(ctx: Close, cr: CompiledRule) -> list[Award]:
@@ -124,6 +141,12 @@ def _rule_awards(ctx: Close, cr: CompiledRule) -> list[Award]:
         return pool_share(ctx, cr, rule)
     if isinstance(rule, NonCashAwardRule):
         return non_cash_award(ctx, cr, rule)
+    if isinstance(rule, TargetAttainmentRule):
+        return target_attainment(ctx, cr, rule)
+    if isinstance(rule, GrowthBonusRule):
+        return growth_bonus(ctx, cr, rule)
+    if isinstance(rule, OverrideRule):
+        return override(ctx, cr, rule)
     return []
 
 
@@ -131,7 +154,13 @@ def _post(book: Book, cp: CompiledProgram, awards: list[Award], ctx: Close) -> N
     made: dict[str, uuid.UUID] = {}
     for a in awards:
         period = ctx.period_key(a.rule)
+        if a.settle is not None:
+            a.settle(book.state, a.amount)
         inputs = dict(a.inputs)
+        if a.note:
+            book.record(RecordKind.NOTE, cp.key, a.rule_id, a.leg, [],
+                        Explanation(summary=a.summary, formula=a.formula, inputs=inputs))
+            continue
         inputs["amount"] = a.amount
         if a.unit_cost and a.amount > 0:
             inputs["budget_cost"] = a.budget_cost
@@ -145,7 +174,8 @@ def _post(book: Book, cp: CompiledProgram, awards: list[Award], ctx: Close) -> N
         elif a.amount < 0:
             target = str(a.inputs.get("target_rule", ""))
             book.take_back(RecordKind.CLAWBACK, cp.key, a.rule_id, a.leg, a.asset, -a.amount,
-                           explanation, hold_record=made.get(target))
+                           explanation, hold_record=None if a.holds else made.get(target),
+                           holds=a.holds)
 
 
 __all__ = ["CLOSE_NAMESPACE", "CloseResult", "close_id", "close_key", "close_period"]

@@ -12,14 +12,14 @@ applied per partner, then the budget over all awards of the close together:
 """
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 from ledger.core import InputValue, Rounding
 from processors.engine.compiled import CompiledProgram, CompiledRule
 from processors.engine.money import exact_text, largest_remainder
-from processors.engine.state import PartnerState, counter_key
+from processors.engine.state import Hold, PartnerState, counter_key
 from schemas.programs import BudgetPolicy, TieBreak
 
 
@@ -39,6 +39,12 @@ class Award:
     unit_cost: int = 0  # non-cash awards: program currency per item, counted in the budget
     count_for: str = ""  # the rule whose period counter the amount adds to
     extra: dict[str, InputValue] = field(default_factory=dict)
+    # A note moves nothing: a record that says why nothing was paid (no target, withheld).
+    note: bool = False
+    # A negative amount is taken from the holds this picks first (else the target's hold).
+    holds: Callable[[Hold], bool] | None = None
+    # Called with the partner's state and the final amount when the award is posted.
+    settle: Callable[[PartnerState, int], None] | None = None
 
     def __post_init__(self) -> None:
         self.rule_id = self.rule_id or self.rule.rule.id
@@ -49,11 +55,15 @@ class Award:
         return self.amount * self.unit_cost
 
 
-def cap(award: Award, state: PartnerState, cp: CompiledProgram, period: str) -> None:
+def cap(award: Award, state: PartnerState, cp: CompiledProgram, period: str,
+        this_close: int = 0) -> None:
+    """Cut ``award`` to what the rule's cap leaves: the period's counter, plus what earlier
+    awards of the same rule and partner in this close take (``this_close``)."""
     limit = award.rule.cap
     if limit is None:
         return
     used = state.counters.get(counter_key(cp.program_id, award.count_for, period), 0)
+    used += this_close
     room = max(limit - used, 0)
     if award.amount > room:
         award.inputs.update(cap=limit, cap_used_before=used, cut_by_cap=award.amount - room)

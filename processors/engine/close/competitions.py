@@ -5,6 +5,10 @@ Ties never merge or split a prize: the rule's ``tie_break`` list orders equal va
 (``reached_first``: the partner, or team, whose last sale or reversal of the period came
 earlier ranks higher; ``partner_id``/``team_id``: ascending id), and it always ends in an
 id, so the order is total. A team's ``reached_first`` time is its members' latest.
+``scope: with_children`` counts for a partner its own metric and that of every partner
+below it in the distribution hierarchy (for a team member, those below it down to the
+next competing member, who counts its own network: no sale counts twice); its time is the
+latest of theirs.
 Splits use the largest remainder method with ties by ascending partner id, so a prize or
 pool is paid to the last unit.
 """
@@ -16,25 +20,47 @@ from ledger.core import InputScalar, InputValue, Rounding
 from processors.engine.close.awards import Award, order_key
 from processors.engine.close.context import Close
 from processors.engine.compiled import CompiledRule
+from processors.engine.hierarchy import below
 from processors.engine.metrics import last_change, metric_value
 from processors.engine.money import apply_bp, exact_text, largest_remainder
 from schemas.programs import (
+    Metric,
     PoolShareRule,
     RankingRule,
+    Scope,
     Split,
     TeamAggregate,
     TeamCompetitionRule,
 )
 
 
+def _measure(close: Close, pid: str, metric: Metric, months: tuple[str, ...], scope: Scope,
+             leave_out: frozenset[str] = frozenset()) -> tuple[int, dt.datetime | None]:
+    """The partner's metric and when it last changed; ``with_children``: together with the
+    partners below it, each counted once, except those in ``leave_out`` and everything
+    below them (they count for themselves)."""
+    group = [pid]
+    if scope is Scope.WITH_CHILDREN:
+        group += [b.partner_id for b in below(close.children, pid, stop=leave_out - {pid})
+                  if b.partner_id in close.states]
+    value = 0
+    reached: dt.datetime | None = None
+    for member in group:
+        state = close.states[member]
+        value += metric_value(state, metric, months, close.cp.currency)
+        at = last_change(state, metric, months)
+        if at is not None and (reached is None or at > reached):
+            reached = at
+    return value, reached
+
+
 def ranking(close: Close, cr: CompiledRule, rule: RankingRule) -> list[Award]:
     months = close.months(cr)
     ranked: list[tuple[tuple[object, ...], str, int, dt.datetime | None]] = []
-    for pid, state in close.partners(cr):
-        value = metric_value(state, rule.metric, months, close.cp.currency)
+    for pid, _ in close.partners(cr):
+        value, reached = _measure(close, pid, rule.metric, months, rule.scope)
         if value < rule.min_value:
             continue
-        reached = last_change(state, rule.metric, months)
         ranked.append((order_key(value, reached, pid, rule.tie_break), pid, value, reached))
     ranked.sort(key=lambda r: r[0])
     top = ranked[: rule.top_n]
@@ -46,6 +72,8 @@ def ranking(close: Close, cr: CompiledRule, rule: RankingRule) -> list[Award]:
             "rank": rank, "reached_at": None if reached is None else reached.isoformat(),
             "tie_break": list[InputScalar](str(t) for t in rule.tie_break), "ranked": order,
         }
+        if rule.scope is not Scope.OWN:
+            inputs["scope"] = str(rule.scope)
         awards.append(Award(partner_id=pid, rule=cr, asset=cr.asset or "",
                             amount=rule.amounts[rank - 1],
                             summary=f"Rank {rank} of {close.period_key(cr)} by {rule.metric}",
@@ -56,13 +84,17 @@ def ranking(close: Close, cr: CompiledRule, rule: RankingRule) -> list[Award]:
 def team_competition(close: Close, cr: CompiledRule, rule: TeamCompetitionRule) -> list[Award]:
     months = close.months(cr)
     listed = frozenset(rule.teams)
-    members: dict[str, list[tuple[str, int, dt.datetime | None]]] = {}
+    teams_of: dict[str, str] = {}
     for pid, state in close.partners(cr):
         team = state.profile.team if state.profile is not None else None
-        if team is None or (listed and team not in listed):
-            continue
-        value = metric_value(state, rule.metric, months, close.cp.currency)
-        members.setdefault(team, []).append((pid, value, last_change(state, rule.metric, months)))
+        if team is not None and (not listed or team in listed):
+            teams_of[pid] = team
+    # With children, a member counts the partners below it down to the next competing member.
+    competing = frozenset(teams_of)
+    members: dict[str, list[tuple[str, int, dt.datetime | None]]] = {}
+    for pid, team in teams_of.items():
+        value, reached = _measure(close, pid, rule.metric, months, rule.scope, competing)
+        members.setdefault(team, []).append((pid, value, reached))
     teams: list[tuple[tuple[object, ...], str, Fraction]] = []
     for team, people in members.items():
         total = sum(v for _, v, _ in people)

@@ -4,7 +4,8 @@ import datetime as dt
 from collections.abc import Iterator, Mapping
 
 from processors.engine.compiled import CompiledProgram, CompiledRule, Subject
-from processors.engine.metrics import period_net_sales
+from processors.engine.hierarchy import children_of
+from processors.engine.metrics import period_net_sales, surveys
 from processors.engine.periods import ends_with_month, period_key, period_months
 from processors.engine.state import PartnerState
 from processors.engine.tiers import current_tier
@@ -16,6 +17,14 @@ class Close:
         self.cp = cp
         self.last_day = last_day
         self.states = {pid: states[pid] for pid in sorted(states)}
+        self._children: dict[str, list[str]] | None = None
+
+    @property
+    def children(self) -> dict[str, list[str]]:
+        """Parent id -> children (``engine.hierarchy``), built once per close."""
+        if self._children is None:
+            self._children = children_of(self.states)
+        return self._children
 
     def ends(self, cr: CompiledRule) -> bool:
         """Whether the rule's period ends with the month being closed."""
@@ -40,6 +49,8 @@ class Close:
             tier=self.tier(state),
             day=self.last_day,
             period_volume=period_net_sales(state, cr.period, self.last_day, self.cp.currency),
+            period_surveys=(surveys(state, self.months(cr), self.cp.scale_name)
+                            if cr.needs_surveys else (0, 0)),
         ))
 
     def partners(self, cr: CompiledRule) -> Iterator[tuple[str, PartnerState]]:
