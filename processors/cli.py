@@ -46,23 +46,26 @@ def _smoke(settings: Settings, args: argparse.Namespace) -> int:
 
     print("\n".join(stack.up(settings)))
     run_id = uuid.uuid4().hex[:8]
+    # Names the ACLs of the stack already cover (stack.acls: the smoke topics, the
+    # worker's groups).
     stream = f"smoke-{run_id}"
-    topic, group = settings.topic(stream), f"smoke-{run_id}"
+    topic, group = settings.topic(stream), f"{settings.consumer_group}-smoke-{run_id}"
     asyncio.run(ensure_topics(settings, [stream]))
     started = time.monotonic()
     asyncio.run(smoke.publish(settings, topic, args.messages))
     print(f"published {args.messages} messages to {topic}")
     log = f"{settings.stack_dir}/smoke-worker.log"
     worker = smoke.start_worker(settings, topic, group, log)
-    seen = asyncio.run(smoke.wait_for_rows(settings.dsn, topic, args.messages // 3, 120))
+    dsn = settings.pg_dsn("auditor")
+    seen = asyncio.run(smoke.wait_for_rows(dsn, topic, args.messages // 3, 120))
     worker.send_signal(signal.SIGKILL)
     worker.wait()
     print(f"worker killed with SIGKILL after {seen} rows; restarting")
     worker = smoke.start_worker(settings, topic, group, log)
     try:
-        asyncio.run(smoke.wait_for_rows(settings.dsn, topic, args.messages, 180))
+        asyncio.run(smoke.wait_for_rows(dsn, topic, args.messages, 180))
         time.sleep(1.0)  # Anything written twice would show up now.
-        rows, distinct = asyncio.run(smoke.delivered(settings.dsn, topic))
+        rows, distinct = asyncio.run(smoke.delivered(dsn, topic))
     finally:
         worker.terminate()
         worker.wait(timeout=60)
@@ -82,14 +85,17 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _init(settings: Settings, args: argparse.Namespace) -> int:
-    """Bring an external database's schema and the Kafka topics up to date."""
+    """Bring an external database's schema, the Kafka topics and their ACLs up to date:
+    the migrations as the migration owner (INCENTIVES_PG_OWNER_DSN), the topics and ACLs
+    as the Kafka administrator (INCENTIVES_KAFKA_ADMIN_USER and _PASSWORD)."""
     import asyncpg
 
     from ledger.migrate import migrate
+    from stack.acls import ensure_acls
     from stack.kafka import STREAMS, ensure_topics
 
     async def run() -> list[int]:
-        conn = await asyncpg.connect(settings.dsn)
+        conn = await asyncpg.connect(settings.pg_dsn("owner"))
         try:
             return await migrate(conn)
         finally:
@@ -97,7 +103,11 @@ def _init(settings: Settings, args: argparse.Namespace) -> int:
 
     applied = asyncio.run(run())
     asyncio.run(ensure_topics(settings, STREAMS))
-    print(f"migrations applied: {applied or 'none (up to date)'}; topics ensured: {STREAMS}")
+    added = asyncio.run(ensure_acls(settings))
+    print(
+        f"migrations applied: {applied or 'none (up to date)'}; topics ensured: {STREAMS};"
+        f" ACLs added: {len(added) or 'none (up to date)'}"
+    )
     return 0
 
 

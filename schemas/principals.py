@@ -23,7 +23,7 @@ from schemas.settings import Principal
 from schemas.streams import CLOCK, COMMANDS, PARTNERS, SALES, SURVEYS, TRAININGS
 
 DEADLETTERS = "deadletters"
-# Signed checkpoints of the chain heads, exported by the auditors' tools.
+# Checkpoints of the chain heads, exported by the auditors' tools.
 CHECKPOINTS = "checkpoints"
 
 PUBLISHER: Mapping[str, Principal] = MappingProxyType(

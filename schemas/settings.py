@@ -115,10 +115,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
         return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
 
     def __repr__(self) -> str:
-        shown = (
-            f"{f.name}={redact(getattr(self, f.name)) if _secret(f.name) else getattr(self, f.name)!r}"
-            for f in msgspec.structs.fields(self)
-        )
+        values = {f.name: getattr(self, f.name) for f in msgspec.structs.fields(self)}
+        shown = (f"{k}={redact(v) if _secret(k) else v!r}" for k, v in values.items())
         return f"Settings({', '.join(shown)})"
 
     @property

@@ -4,11 +4,11 @@ With the standard authorizer and ``allow.everyone.if.no.acl.found=false``, whate
 allows is denied. The table below is the whole of what is allowed (super users apart:
 the broker itself and the administrator, who create topics and ACLs):
 
-| principal | writes | reads | consumer groups |
+| principal | writes | reads | groups |
 |---|---|---|---|
 | upstream | sales, surveys, trainings, partners | deadletters | ``upstream-*`` |
 | finance | commands | refusals | ``finance-*`` |
-| worker | clock, deadletters, refusals | sales, surveys, trainings, partners, commands, clock | ``<consumer_group>*`` |
+| worker | clock, deadletters, refusals | the five sources and clock | ``<group>*`` |
 | auditor | checkpoints | every topic | ``auditor-*`` |
 
 WRITE comes from ``schemas.principals.PUBLISHER`` (one writer per topic, which is what

@@ -23,7 +23,7 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from schemas.settings import LOCAL_PG_ROLES, Settings
+from schemas.settings import LOCAL_PG_ROLES
 
 from .common import StackError
 from .secrets import SUPERUSER, scram_sha256_verifier

@@ -25,6 +25,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from ingest_support import (
     Worker,
+    admin,
     fetch,
     keyed,
     new_id,
@@ -131,7 +132,7 @@ def uid(message: dict[str, Any]) -> uuid.UUID:
 
 
 async def publish_example_program(settings: Settings) -> None:
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(settings.pg_dsn("owner"))
     try:
         await program_store.publish(conn, load_program(EXAMPLE), published_by="finance-tests")
     finally:
@@ -139,7 +140,7 @@ async def publish_example_program(settings: Settings) -> None:
 
 
 async def available(settings: Settings, partner: str, asset: str) -> int:
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(admin(settings))
     try:
         found = await balances(conn, partner_id=partner)
     finally:
@@ -199,8 +200,11 @@ async def published_refusals(
 
 async def read_topic(settings: Settings, topic: str, timeout_s: float) -> list[tuple[bytes, bytes]]:
     """Every (key, value) on ``topic`` up to its current end offsets."""
-    ends = {tp: end for tp, end in (await end_offsets(settings.bootstrap, [topic])).items()}
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
+    ends = {tp: end for tp, end in (await end_offsets(settings, [topic])).items()}
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
+        **settings.kafka_auth("auditor"),
+    )  # fmt: skip
     await consumer.start()
     out: list[tuple[bytes, bytes]] = []
     try:
@@ -438,7 +442,7 @@ async def commit_without_publishing(
     )
     batch = [SourceMessage(t, p, o, key, value)
              for (t, p, o), (_, key, value) in zip(where, sends, strict=True)]  # fmt: skip
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(settings.pg_dsn("writer"))
     try:
         report = await processor.process(conn, batch)
     finally:
@@ -482,9 +486,10 @@ async def test_publish_pending_sends_unpublished_refusals_of_its_partitions_and_
     where = await commit_without_publishing(settings, overdraft("P-OUT"))
     topic, partition, _ = where[1]
     other = (topic, (partition + 1) % settings.topic_partitions)
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(settings.pg_dsn("writer"))
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all",
-                                enable_idempotence=True)  # fmt: skip
+                                enable_idempotence=True,
+                                **settings.kafka_auth("worker"))  # fmt: skip
     await producer.start()
     try:
         out = settings.topic(REFUSALS)

@@ -38,7 +38,7 @@ async def test_batches_in_postgres_equal_the_offline_reference(settings: Setting
     reference = Books()
     expected = run(messages, reference, [compile_program(loaded.program)])
 
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(settings.pg_dsn("writer"))
     try:
         await program_store.publish(conn, loaded, published_by="test")
         programs = await ledger_writer.Programs().refresh(conn)

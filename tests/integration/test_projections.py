@@ -48,7 +48,7 @@ LOCK_WAIT_DEADLINE_S = 30.0
 
 @pytest.fixture
 async def conn(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(settings.dsn)
+    connection = await asyncpg.connect(settings.pg_dsn("writer"))
     try:
         yield connection
     finally:
@@ -225,8 +225,8 @@ def _transfer_records(
 async def test_concurrent_writers_of_a_shared_account_add_up(settings: Settings) -> None:
     """Two writers of other partners post to the same shared accounts. The second waits on
     the first's row locks, then adds to what the first committed: no update is lost."""
-    first = await asyncpg.connect(settings.dsn)
-    second = await asyncpg.connect(settings.dsn)
+    first = await asyncpg.connect(settings.pg_dsn("writer"))
+    second = await asyncpg.connect(settings.pg_dsn("writer"))
     try:
         async with first.transaction():
             await projections.apply(first, _transfer_records("P-1", [100, 20]), {})
@@ -274,7 +274,7 @@ async def test_a_batch_waiting_on_a_rebuild_adds_its_records_after_it(
     await _write_batches(conn, messages[:half])
     records_before = await conn.fetchval("SELECT count(*) FROM ledger_records")
     programs = await ledger_writer.Programs().refresh(conn)
-    writer = await asyncpg.connect(settings.dsn)
+    writer = await asyncpg.connect(settings.pg_dsn("writer"))
     try:
         rebuilding = conn.transaction()
         await rebuilding.start()
@@ -312,7 +312,7 @@ async def test_a_rebuild_waits_for_a_batch_that_updated_the_projections(
                                  " WHERE account LIKE 'program:%' AND asset = 'EUR'")
     records = _transfer_records("P-NEW", [70, 8], source=source,
                                 target="partner:P-NEW:available")
-    writer = await asyncpg.connect(settings.dsn)
+    writer = await asyncpg.connect(settings.pg_dsn("writer"))
     try:
         batch = writer.transaction()
         await batch.start()
