@@ -50,7 +50,6 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "programs" / "example-channel-20
 PROGRAM = "northwind-emea"
 POINTS = f"PTS:{PROGRAM}"
 MDF = "MDF:EUR"
-APP_ROLE = "incentives_app"
 
 
 # ---------------------------------------------------------------------------------------
@@ -503,19 +502,26 @@ async def test_publish_pending_sends_unpublished_refusals_of_its_partitions_and_
         assert len(await read_topic(settings, out, 30)) == 2, "each sent once"
 
         event_id = next(iter(rows))
-        for statement in (
-            "UPDATE command_refusals SET published_at = now() WHERE event_id = $1",
-            "UPDATE command_refusals SET code = 'forgiven' WHERE event_id = $1",
-            "DELETE FROM command_refusals WHERE event_id = $1",
-        ):
-            with pytest.raises(asyncpg.RestrictViolationError):
-                await conn.execute(statement, event_id)
-        # The application's role may set the mark and nothing else, trigger or not.
-        await conn.execute(f"SET ROLE {APP_ROLE}")
-        with pytest.raises(asyncpg.InsufficientPrivilegeError):
-            await conn.execute("UPDATE command_refusals SET code = 'forgiven'"
+        # The triggers refuse it to everyone, the superuser included.
+        superuser = await asyncpg.connect(admin(settings))
+        try:
+            for statement in (
+                "UPDATE command_refusals SET published_at = now() WHERE event_id = $1",
+                "UPDATE command_refusals SET code = 'forgiven' WHERE event_id = $1",
+                "DELETE FROM command_refusals WHERE event_id = $1",
+            ):
+                with pytest.raises(asyncpg.RestrictViolationError):
+                    await superuser.execute(statement, event_id)
+        finally:
+            await superuser.close()
+        # The writer may set the mark (once: the trigger) and nothing else, trigger or not.
+        with pytest.raises(asyncpg.RestrictViolationError):
+            await conn.execute("UPDATE command_refusals SET published_at = now()"
                                " WHERE event_id = $1", event_id)  # fmt: skip
-        await conn.execute("RESET ROLE")
+        for statement in ("UPDATE command_refusals SET code = 'forgiven' WHERE event_id = $1",
+                          "DELETE FROM command_refusals WHERE event_id = $1"):  # fmt: skip
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute(statement, event_id)
         assert await refusal_rows(settings) == rows
     finally:
         await producer.stop()

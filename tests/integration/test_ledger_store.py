@@ -47,7 +47,8 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 PARTNERS = ("P-1", "P-2", "P-3")
 LENGTH = 8  # records per partner: checkpoint 1 pins seq 4, checkpoint 2 pins seq 8
 PROGRAM = "northwind"
-APP_ROLE = "incentives_app"
+# The workers' role (migration 0010).
+APP_ROLE = "incentives_writer"
 
 
 # --- building a ledger ------------------------------------------------------------------------
@@ -333,10 +334,12 @@ def _statements() -> list[str]:
 
 
 async def test_the_application_role_may_append_and_checkpoint(conn: asyncpg.Connection) -> None:
-    """The control for the refusals below: as incentives_app the writer's work succeeds."""
+    """The control for the refusals below: as the writer the workers' work succeeds; the
+    checkpoints are the auditor's."""
     await conn.execute(f"SET ROLE {APP_ROLE}")
-    await build(conn)
-    assert await conn.fetchval("SELECT current_user") == APP_ROLE
+    await build(conn, checkpoints=False)
+    await conn.execute("SET ROLE incentives_auditor")
+    await store.take_checkpoint(conn, T0)
     assert (await store.verify_ledger(conn)).ok
 
 
