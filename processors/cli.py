@@ -8,6 +8,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 from processors import cli_ingest, cli_ledger, cli_programs, cli_projections
 from schemas.settings import Settings, SettingsError, load_settings
@@ -26,6 +27,13 @@ def _stack(settings: Settings, args: argparse.Namespace) -> int:
         lines = stack.status(settings)
     elif args.action == "reset":
         lines = [stack.reset(settings, args.service)]
+    elif args.action == "env-file":
+        from stack.secrets import write_env_file
+
+        if not args.service:
+            raise stack.StackError("env-file needs the path to write, e.g. .env")
+        names = write_env_file(Path(args.service))
+        lines = [f"wrote {len(names)} passwords to {args.service} (mode 0600): {', '.join(names)}"]
     else:
         for name, path in stack.logs(settings).items():
             print(f"==> {name}: {path}")
@@ -120,8 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     cli_projections.register(sub)
 
     p = sub.add_parser("stack", help="the local Kafka and PostgreSQL")
-    p.add_argument("action", choices=["up", "down", "status", "logs", "reset"])
-    p.add_argument("service", nargs="?", default="", help="for reset: kafka or postgres")
+    p.add_argument("action", choices=["up", "down", "status", "logs", "reset", "env-file"])
+    p.add_argument("service", nargs="?", default="",
+                   help="for reset: kafka or postgres; for env-file: the .env to write for"
+                        " docker-compose.yml")
     p.add_argument("--lines", type=int, default=40, help="for logs: lines per service")
     p.set_defaults(handler=_stack)
 

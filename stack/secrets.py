@@ -19,6 +19,8 @@ from pathlib import Path
 
 from schemas.settings import LOCAL_PG_ROLES, PRINCIPALS, Settings, read_secrets
 
+from .common import StackError
+
 SUPERUSER = "postgres"
 # The broker's own principal: the controller and inter-broker listeners, a super user.
 BROKER = "broker"
@@ -64,6 +66,22 @@ def _write(path: Path, data: dict[str, dict[str, str]]) -> None:
         out.write("\n".join(lines) + "\n")
     os.chmod(temporary, 0o600)
     os.replace(temporary, path)
+
+
+def write_env_file(path: Path) -> list[str]:
+    """A .env of fresh passwords for docker-compose.yml (mode 0600, never overwritten);
+    returns the variables written, not their values."""
+    names = [f"INCENTIVES_KAFKA_{n.upper()}_PASSWORD" for n in KAFKA_NAMES]
+    names += [f"INCENTIVES_PG_{r}_PASSWORD" for r in ("SUPERUSER", "OWNER", "WRITER", "READER",
+                                                       "AUDITOR")]  # fmt: skip
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise StackError(f"{path} exists; its passwords may be in use: remove it first") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write("# Passwords for docker-compose.yml, from `incentives stack env-file`.\n")
+        out.writelines(f"{name}={_password()}\n" for name in names)
+    return names
 
 
 def scram_sha256_verifier(password: str, *, salt: bytes | None = None) -> str:
