@@ -297,3 +297,27 @@ async def test_status_and_settings_print_no_password(settings: Settings) -> None
     _assert_no_secret(settings, done.stdout, done.stderr, shown, with_dsn)
     assert "pw1" not in with_dsn and ":***@" in with_dsn
     assert os.environ.get("INCENTIVES_PG_DSN") is None
+
+
+async def test_a_database_name_with_quotes_is_one_name(stack_settings: Settings) -> None:
+    """`stack up` creates the configured database as a quoted identifier (it was pasted
+    into CREATE DATABASE "..." before) and the owner migrates it."""
+    import msgspec
+
+    from stack.postgres import admin_dsn, create_database
+
+    odd = msgspec.structs.replace(stack_settings, pg_database='odd "name"; DROP x')
+    try:
+        await create_database(odd)
+        conn = await asyncpg.connect(odd.pg_dsn("reader"))
+        try:
+            assert await conn.fetchval("SELECT current_database()") == 'odd "name"; DROP x'
+            assert await conn.fetchval("SELECT count(*) FROM schema_migrations") >= 10
+        finally:
+            await conn.close()
+    finally:
+        conn = await asyncpg.connect(admin_dsn(stack_settings, "postgres"))
+        try:
+            await conn.execute('DROP DATABASE IF EXISTS "odd ""name""; DROP x" WITH (FORCE)')
+        finally:
+            await conn.close()

@@ -143,3 +143,10 @@ def test_the_clock_topic_carries_only_the_timers_commands() -> None:
     assert not isinstance(accepted, Rejection)
     # Finance sends them by hand on commands: that is still where their type belongs.
     assert stream_of(type(accepted)) == "commands"
+
+
+def test_names_reach_sql_quoted() -> None:
+    from stack.pg_access import identifier, literal
+
+    assert identifier('ledger "main"') == '"ledger ""main"""'
+    assert literal("it's") == "'it''s'"
