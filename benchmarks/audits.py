@@ -143,14 +143,14 @@ def _verify_in_memory(records: int, partners: int) -> tuple[int, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="the comparison reads, one per process")
     sub = parser.add_subparsers(dest="what", required=True)
-    sub.add_parser("raw-read", help="cursor read of ledger_records (INCENTIVES_PG_DSN)")
+    sub.add_parser("raw-read", help="cursor read of ledger_records, as the auditor role")
     memory = sub.add_parser("verify-in-memory", help="ledger.verify over synthetic records")
     memory.add_argument("records", type=int)
     memory.add_argument("partners", type=int)
     args = parser.parse_args(argv)
     gc.disable()
     if args.what == "raw-read":
-        count, seconds = asyncio.run(_raw_read(load_settings().dsn))
+        count, seconds = asyncio.run(_raw_read(load_settings().pg_dsn("auditor")))
     else:
         count, seconds = _verify_in_memory(args.records, args.partners)
     print(json.dumps({"count": count, "seconds": seconds}))

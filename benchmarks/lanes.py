@@ -79,7 +79,7 @@ class LaneRun:
 
 
 async def publish_program(settings: Settings) -> None:
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(settings.pg_dsn("owner"))
     try:
         await program_store.publish(conn, load_program(EXAMPLE), published_by="benchmark")
     finally:
@@ -157,11 +157,13 @@ class Progress:
         self._parts: list[TopicPartition] = []
 
     async def __aenter__(self) -> Progress:
-        self._conn = await asyncpg.connect(self.settings.dsn)
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap,
-                                          enable_auto_commit=False)
+        self._conn = await asyncpg.connect(self.settings.pg_dsn("auditor"))
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap, enable_auto_commit=False,
+            **self.settings.kafka_auth("auditor"),
+        )
         await self._consumer.start()
-        self._parts = await partitions(self.settings.bootstrap, self.topics)
+        self._parts = await partitions(self.settings, "auditor", self.topics)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

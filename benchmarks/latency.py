@@ -153,7 +153,7 @@ async def latency_run(scratch: Scratch, settings: Settings, registrations: list[
     items = outgoing(events, settings)
     run = LatencyRun(per_s)
     workers = Workers(scratch, settings, "latency", 1)
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(settings.pg_dsn("auditor"))
     try:
         await workers.wait_stable(len(SOURCE_STREAMS) * settings.topic_partitions)
         async with Publisher(settings) as publisher:

@@ -34,6 +34,7 @@ from typing import Any
 
 from processors.app import SOURCE_STREAMS
 from schemas.settings import Settings, load_settings
+from stack.postgres import admin_dsn
 
 
 class Clock:
@@ -102,9 +103,16 @@ def run_faust(settings: Settings, expect: int, write: Report) -> int:
 
 def run_quix(settings: Settings, expect: int, write: Report) -> int:
     from quixstreams import Application
+    from quixstreams.kafka.configuration import ConnectionConfig
 
+    auth = settings.kafka_auth("worker")
+    broker = ConnectionConfig(
+        bootstrap_servers=settings.bootstrap, security_protocol=auth["security_protocol"],
+        sasl_mechanism=auth["sasl_mechanism"], sasl_username=auth["sasl_plain_username"],
+        sasl_password=auth["sasl_plain_password"],
+    )  # fmt: skip
     app = Application(
-        broker_address=settings.bootstrap, consumer_group=settings.consumer_group,
+        broker_address=broker, consumer_group=settings.consumer_group,
         auto_offset_reset="earliest", auto_create_topics=False, use_changelog_topics=False,
         loglevel="WARNING", state_dir=os.path.join(settings.stack_dir, "quix-state"),
     )  # fmt: skip
@@ -153,14 +161,17 @@ async def run_ceiling(settings: Settings, expect: int, write: Report) -> int:
     from schemas.codec import Rejection, decode
 
     streams = {settings.topic(s): s for s in SOURCE_STREAMS}
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(admin_dsn(settings, settings.pg_database))
     await conn.execute(_CEILING_TABLE)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
+        **settings.kafka_auth("worker"),
+    )
     await consumer.start()
     clock = Clock(expect, write)
     limits, now = settings.limits(), datetime.now(UTC)
     try:
-        consumer.assign(await partitions(settings.bootstrap, streams))
+        consumer.assign(await partitions(settings, "worker", streams))
         await consumer.seek_to_beginning()
         while not clock.finished:
             fetched = await consumer.getmany(timeout_ms=1000, max_records=FETCH_RECORDS_MAX)

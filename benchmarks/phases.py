@@ -23,6 +23,7 @@ from benchmarks.scratch import BenchError, Scratch, stop
 from benchmarks.stats import Value, percentile, steady_rate
 from processors.sample_data import generate
 from schemas.settings import Settings
+from stack.postgres import admin_dsn
 
 PEER_TIMEOUT_S = 300.0
 
@@ -203,8 +204,10 @@ async def latency_phase(ctx: Context) -> None:
 async def _filled(ctx: Context, name: str, records: int) -> Settings:
     db = await ctx.scratch.database(name)
     print(f"   filling a ledger of {records:,} records ...", flush=True)
-    report = await _in_thread(ledger_fill.fill, db.dsn, records, ctx.mode.verify_partners)
-    await ledger_fill.finish(db.dsn)
+    # The synthetic ledger is set-up, like a test's fixtures: written as the superuser.
+    superuser = admin_dsn(db, db.pg_database)
+    report = await _in_thread(ledger_fill.fill, superuser, records, ctx.mode.verify_partners)
+    await ledger_fill.finish(superuser)
     print(f"   filled in {report.seconds:.1f} s ({report.per_second:,.0f} records/s)",
           flush=True)
     return db

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import asyncpg
 import msgspec
-from aiokafka.admin import AIOKafkaAdminClient
 
 from ledger.migrate import migrate
-from schemas.settings import PROJECT_ROOT, Settings
+from schemas.settings import LOCAL_PG_ROLES, PROJECT_ROOT, Settings
+from stack.acls import Binding, admin_client, delete_acls, ensure_acls
 from stack.common import pid_alive
 from stack.kafka import STREAMS, delete_topics, ensure_topics
 from stack.postgres import admin_dsn
@@ -46,6 +46,7 @@ class Scratch:
         self.folder = folder
         self.pid = os.getpid()
         self._databases: list[str] = []
+        self._acls: list[Binding] = []
         self._template: str | None = None
         self.children: list[subprocess.Popen[bytes]] = []
 
@@ -71,11 +72,11 @@ class Scratch:
         """A fresh migrated database; settings that point at it (and at no topics yet)."""
         database = self.database_name(name)
         template = await self._migrated_template()
-        await _admin(self.settings, f'CREATE DATABASE "{database}" TEMPLATE "{template}"')
-        self._databases.append(database)
-        return msgspec.structs.replace(
-            self.settings, pg_database=database, pg_dsn=admin_dsn(self.settings, database)
+        await _admin(
+            self.settings, f'CREATE DATABASE "{database}" TEMPLATE "{template}" OWNER {OWNER}'
         )
+        self._databases.append(database)
+        return msgspec.structs.replace(self.settings, pg_database=database)
 
     async def drop(self, settings: Settings) -> None:
         name = settings.pg_database
@@ -89,15 +90,18 @@ class Scratch:
             settings, topic_prefix=self.prefix(name), consumer_group=f"bench{self.pid}-{name}"
         )
         await ensure_topics(with_topics, STREAMS)
+        # The run's own topics and group get the ACLs the stack's have.
+        self._acls.extend(await ensure_acls(with_topics))
         return with_topics
 
     async def _migrated_template(self) -> str:
         if self._template is None:
             template = self.database_name("template")
             await _admin(self.settings, f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
-            await _admin(self.settings, f'CREATE DATABASE "{template}"')
+            await _admin(self.settings, f'CREATE DATABASE "{template}" OWNER {OWNER}')
             self._databases.append(template)
-            conn = await asyncpg.connect(admin_dsn(self.settings, template))
+            owner = msgspec.structs.replace(self.settings, pg_database=template)
+            conn = await asyncpg.connect(owner.pg_dsn("owner"))
             try:
                 await migrate(conn)
             finally:
@@ -140,8 +144,9 @@ class Scratch:
         """The environment that points a child process at ``settings``' database and topics."""
         env = dict(os.environ)
         env.update(
-            INCENTIVES_PG_DSN=settings.dsn,
             INCENTIVES_PG_DATABASE=settings.pg_database,
+            # Each process connects as its own role with the stack's passwords.
+            INCENTIVES_SECRETS_FILE=str(settings.secrets_path),
             INCENTIVES_KAFKA_BOOTSTRAP=settings.bootstrap,
             INCENTIVES_TOPIC_PREFIX=settings.topic_prefix,
             INCENTIVES_CONSUMER_GROUP=settings.consumer_group,
@@ -167,6 +172,11 @@ class Scratch:
         self._databases.clear()
         await _try("delete the run's topics",
                    delete_topics(self.settings, prefix=f"bench{self.pid}-"))
+        await _try("delete the run's ACLs", delete_acls(self.settings, self._acls))
+        self._acls.clear()
+
+
+OWNER = LOCAL_PG_ROLES["owner"]
 
 
 def stop(child: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT_S) -> int:
@@ -207,7 +217,7 @@ async def drop_leftovers(settings: Settings) -> list[str]:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    admin = admin_client(settings)
     await admin.start()
     try:
         topics = [t for t in await admin.list_topics()

@@ -41,11 +41,14 @@ class AnchorError(Exception):
 async def read_topic(settings: Settings) -> list[CheckpointAnchor]:
     """Every anchor on the ``checkpoints`` topic, in checkpoint_seq order."""
     topic = settings.topic(CHECKPOINTS)
-    ends = {tp: end for tp, end in (await end_offsets(settings.bootstrap, [topic])).items()
+    ends = {tp: end for tp, end in (await end_offsets(settings, [topic], "auditor")).items()
             if end > 0}  # fmt: skip
     if not ends:
         return []
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
+        **settings.kafka_auth("auditor"),
+    )
     await consumer.start()
     found: list[CheckpointAnchor] = []
     try:
@@ -63,16 +66,15 @@ async def read_topic(settings: Settings) -> list[CheckpointAnchor]:
 
 async def publish(settings: Settings, checkpoints: Sequence[Checkpoint]) -> list[int]:
     """Send the anchors of ``checkpoints`` not on the topic yet; return their seqs. The
-    topic is created first if missing (a stack from before it existed)."""
-    from stack.kafka import ensure_topics
-
-    await ensure_topics(settings, [CHECKPOINTS])
+    topic is made with the others (`incentives stack up` or `incentives init`); the auditor
+    principal may write it but not create topics."""
     on_topic = {a.checkpoint_seq for a in await read_topic(settings)}
     missing = [c for c in checkpoints if c.checkpoint_seq not in on_topic]
     if not missing:
         return []
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap, acks="all", enable_idempotence=True
+        bootstrap_servers=settings.bootstrap, acks="all", enable_idempotence=True,
+        **settings.kafka_auth("auditor"),
     )
     await producer.start()
     try:

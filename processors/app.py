@@ -27,11 +27,15 @@ since what it consumes next would lie past the failed batch; a restarted worker 
 from PostgreSQL.
 
 Periods and time-driven work: a faust timer (every second) lets ``processors.clock`` send a
-``ClosePeriod`` or an ``AdvanceClock`` to the commands topic once event time on every
+``ClosePeriod`` or an ``AdvanceClock`` to the clock topic once event time on every
 partition has passed a month's end (plus grace) or the next clock step; they are applied
 like any command. A batch holding such a command for every partner takes the writers' lock
 exclusively (``processors.ingest_store.hold_writers``), so its place in ``arrival_seq`` is
 its place in every partner's history.
+
+Least privilege: the worker connects to PostgreSQL as the writer role and to Kafka as the
+worker principal, which may read the source topics and write only the ledger's own
+(``clock``, ``deadletters``, ``refusals``); it cannot publish a finance command.
 
 ``run_worker(settings)`` is the entry point (``incentives worker``); the program engine is
 plugged in through its ``apply_accepted`` hook.
@@ -70,11 +74,13 @@ from processors.operations import EndOffsets, Operations, bind
 from processors.outbox import Outbox
 from schemas.outcomes import REFUSALS
 from schemas.settings import Settings
-from schemas.streams import COMMANDS, PARTNERS, SALES, SURVEYS, TRAININGS
+from schemas.streams import CLOCK, COMMANDS, PARTNERS, SALES, SURVEYS, TRAININGS
 
 log = logging.getLogger(__name__)
 
-SOURCE_STREAMS = (SALES, SURVEYS, TRAININGS, PARTNERS, COMMANDS)
+SOURCE_STREAMS = (SALES, SURVEYS, TRAININGS, PARTNERS, COMMANDS, CLOCK)
+# How the worker's sessions are named in pg_stat_activity.
+APPLICATION_NAME = "incentives worker"
 # How often the worker logs its throughput.
 REPORT_INTERVAL_S = 10.0
 # How often, and how long at most, the PostgreSQL positions are committed to Kafka.
@@ -98,12 +104,15 @@ class _Resources:
         self._pool: asyncpg.Pool | None = None
         self._producer: AIOKafkaProducer | None = None
         # What waits in Kafka, for the timer's idle partitions.
-        self.offsets = EndOffsets(settings.bootstrap)
+        self.offsets = EndOffsets(settings.bootstrap, settings.kafka_auth("worker"))
 
     async def pool(self) -> asyncpg.Pool:
         async with self._lock:
             if self._pool is None:
-                self._pool = await asyncpg.create_pool(self._settings.dsn, min_size=1, max_size=3)
+                self._pool = await asyncpg.create_pool(
+                    self._settings.pg_dsn("writer"), min_size=1, max_size=3,
+                    server_settings={"application_name": APPLICATION_NAME},
+                )  # fmt: skip
             return self._pool
 
     async def producer(self) -> AIOKafkaProducer:
@@ -113,6 +122,7 @@ class _Resources:
                     bootstrap_servers=self._settings.bootstrap,
                     acks="all",
                     enable_idempotence=True,
+                    **self._settings.kafka_auth("worker"),
                 )
                 await producer.start()
                 self._producer = producer
@@ -160,12 +170,20 @@ class _Throughput:
 
 
 def faust_app(settings: Settings, group: str) -> faust.App:
-    """A faust app as every worker of ours configures it: no tables, no web server, no
-    leader topic, and a short session so a killed worker's partitions move on quickly."""
+    """A faust app as every worker of ours configures it: the worker principal, no tables,
+    no web server, no leader topic, and a short session so a killed worker's partitions
+    move on quickly."""
     _worker_dir(settings).mkdir(parents=True, exist_ok=True)
+    auth = settings.kafka_auth("worker")
     return faust.App(
         group,
         broker=f"kafka://{settings.bootstrap}",
+        broker_credentials=faust.SASLCredentials(
+            username=auth["sasl_plain_username"],
+            password=auth["sasl_plain_password"],
+            mechanism=auth["sasl_mechanism"],
+            ssl_context=auth.get("ssl_context"),
+        ),
         store="memory://",
         web_enabled=False,
         topic_disable_leader=True,
@@ -367,7 +385,7 @@ async def _publish(resources: _Resources, outbox: Outbox, topic: str, sources: A
 async def check_ready(settings: Settings) -> int:
     """Refuse to start on a database without the ingestion tables or with source topics
     that are missing or not co-partitioned; return their number of partitions."""
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(settings.pg_dsn("writer"))
     try:
         missing = await conn.fetchval("SELECT to_regclass('ingest_log') IS NULL")
     finally:
@@ -379,7 +397,7 @@ async def check_ready(settings: Settings) -> int:
         )
     names = [settings.topic(s) for s in SOURCE_STREAMS]
     counts: dict[str, int] = dict.fromkeys(names, 0)
-    for tp in await partitions(settings.bootstrap, names):
+    for tp in await partitions(settings, "worker", names):
         counts[tp.topic] = counts.get(tp.topic, 0) + 1
     absent = [t for t, n in counts.items() if n == 0]
     if absent:

@@ -8,6 +8,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 from processors import cli_ingest, cli_ledger, cli_programs, cli_projections
 from schemas.settings import Settings, SettingsError, load_settings
@@ -26,6 +27,13 @@ def _stack(settings: Settings, args: argparse.Namespace) -> int:
         lines = stack.status(settings)
     elif args.action == "reset":
         lines = [stack.reset(settings, args.service)]
+    elif args.action == "env-file":
+        from stack.secrets import write_env_file
+
+        if not args.service:
+            raise stack.StackError("env-file needs the path to write, e.g. .env")
+        names = write_env_file(Path(args.service))
+        lines = [f"wrote {len(names)} passwords to {args.service} (mode 0600): {', '.join(names)}"]
     else:
         for name, path in stack.logs(settings).items():
             print(f"==> {name}: {path}")
@@ -46,23 +54,26 @@ def _smoke(settings: Settings, args: argparse.Namespace) -> int:
 
     print("\n".join(stack.up(settings)))
     run_id = uuid.uuid4().hex[:8]
+    # Names the ACLs of the stack already cover (stack.acls: the smoke topics, the
+    # worker's groups).
     stream = f"smoke-{run_id}"
-    topic, group = settings.topic(stream), f"smoke-{run_id}"
+    topic, group = settings.topic(stream), f"{settings.consumer_group}-smoke-{run_id}"
     asyncio.run(ensure_topics(settings, [stream]))
     started = time.monotonic()
     asyncio.run(smoke.publish(settings, topic, args.messages))
     print(f"published {args.messages} messages to {topic}")
     log = f"{settings.stack_dir}/smoke-worker.log"
     worker = smoke.start_worker(settings, topic, group, log)
-    seen = asyncio.run(smoke.wait_for_rows(settings.dsn, topic, args.messages // 3, 120))
+    dsn = settings.pg_dsn("auditor")
+    seen = asyncio.run(smoke.wait_for_rows(dsn, topic, args.messages // 3, 120))
     worker.send_signal(signal.SIGKILL)
     worker.wait()
     print(f"worker killed with SIGKILL after {seen} rows; restarting")
     worker = smoke.start_worker(settings, topic, group, log)
     try:
-        asyncio.run(smoke.wait_for_rows(settings.dsn, topic, args.messages, 180))
+        asyncio.run(smoke.wait_for_rows(dsn, topic, args.messages, 180))
         time.sleep(1.0)  # Anything written twice would show up now.
-        rows, distinct = asyncio.run(smoke.delivered(settings.dsn, topic))
+        rows, distinct = asyncio.run(smoke.delivered(dsn, topic))
     finally:
         worker.terminate()
         worker.wait(timeout=60)
@@ -82,14 +93,17 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _init(settings: Settings, args: argparse.Namespace) -> int:
-    """Bring an external database's schema and the Kafka topics up to date."""
+    """Bring an external database's schema, the Kafka topics and their ACLs up to date:
+    the migrations as the migration owner (INCENTIVES_PG_OWNER_DSN), the topics and ACLs
+    as the Kafka administrator (INCENTIVES_KAFKA_ADMIN_USER and _PASSWORD)."""
     import asyncpg
 
     from ledger.migrate import migrate
+    from stack.acls import ensure_acls
     from stack.kafka import STREAMS, ensure_topics
 
     async def run() -> list[int]:
-        conn = await asyncpg.connect(settings.dsn)
+        conn = await asyncpg.connect(settings.pg_dsn("owner"))
         try:
             return await migrate(conn)
         finally:
@@ -97,7 +111,11 @@ def _init(settings: Settings, args: argparse.Namespace) -> int:
 
     applied = asyncio.run(run())
     asyncio.run(ensure_topics(settings, STREAMS))
-    print(f"migrations applied: {applied or 'none (up to date)'}; topics ensured: {STREAMS}")
+    added = asyncio.run(ensure_acls(settings))
+    print(
+        f"migrations applied: {applied or 'none (up to date)'}; topics ensured: {STREAMS};"
+        f" ACLs added: {len(added) or 'none (up to date)'}"
+    )
     return 0
 
 
@@ -110,8 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     cli_projections.register(sub)
 
     p = sub.add_parser("stack", help="the local Kafka and PostgreSQL")
-    p.add_argument("action", choices=["up", "down", "status", "logs", "reset"])
-    p.add_argument("service", nargs="?", default="", help="for reset: kafka or postgres")
+    p.add_argument("action", choices=["up", "down", "status", "logs", "reset", "env-file"])
+    p.add_argument("service", nargs="?", default="",
+                   help="for reset: kafka or postgres; for env-file: the .env to write for"
+                        " docker-compose.yml")
     p.add_argument("--lines", type=int, default=40, help="for logs: lines per service")
     p.set_defaults(handler=_stack)
 

@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 from aiokafka.errors import KafkaError
 
-from schemas.settings import Settings
+from schemas.settings import PgRole, Settings, SettingsError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -75,7 +75,7 @@ def _publish(settings: Settings, args: argparse.Namespace) -> int:
         summary = asyncio.run(
             publish_file(args.file, settings, fmt=args.format, message_type=args.message_type)
         )
-    except PublishError as exc:
+    except (PublishError, SettingsError) as exc:
         print(f"incentives publish: {exc}", file=sys.stderr)
         return 2
     print(f"{args.file}: {summary}")
@@ -90,9 +90,11 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _on_db(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
+def _on_db(
+    settings: Settings, role: PgRole, work: Callable[[asyncpg.Connection], Awaitable[Any]]
+) -> Any:
     async def main() -> Any:
-        conn = await asyncpg.connect(settings.dsn)
+        conn = await asyncpg.connect(settings.pg_dsn(role))
         try:
             return await work(conn)
         finally:
@@ -110,8 +112,8 @@ def _deadletters(settings: Settings, args: argparse.Namespace) -> int:
         )
 
     try:
-        summary, latest = _on_db(settings, work)
-    except (OSError, asyncpg.PostgresError) as exc:
+        summary, latest = _on_db(settings, "reader", work)
+    except (OSError, asyncpg.PostgresError, SettingsError) as exc:
         print(f"incentives deadletters: {exc}", file=sys.stderr)
         return 2
     total = sum(r["count"] for r in summary)
@@ -141,13 +143,13 @@ def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
 
     topics = [settings.topic(s) for s in SOURCE_STREAMS]
     try:
-        ends = asyncio.run(end_offsets(settings.bootstrap, topics))
+        ends = asyncio.run(end_offsets(settings, topics, "auditor"))
 
         async def work(conn: asyncpg.Connection) -> list[reconcile.TopicCount]:
             return await reconcile.count(conn, settings.consumer_group, topics, ends)
 
-        counts = _on_db(settings, work)
-    except (OSError, asyncpg.PostgresError, KafkaError) as exc:
+        counts = _on_db(settings, "auditor", work)
+    except (OSError, asyncpg.PostgresError, KafkaError, SettingsError) as exc:
         print(f"incentives reconcile: {exc}", file=sys.stderr)
         return 2
     lines, ok = reconcile.render(counts)

@@ -31,7 +31,7 @@ from ledger.checkpoint import CheckpointAnchor, anchor_of
 from ledger.verify import Finding, VerifyReport
 from processors import anchors
 from processors.anchors import AnchorError
-from schemas.settings import Settings
+from schemas.settings import PgRole, Settings, SettingsError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -80,10 +80,12 @@ def _aware_datetime(text: str) -> datetime:
     return moment
 
 
-def _run(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[int]]) -> int:
-    """Run `work` on one connection; a database that cannot be reached exits 2."""
+def _run(
+    settings: Settings, role: PgRole, work: Callable[[asyncpg.Connection], Awaitable[int]]
+) -> int:
+    """Run `work` on one connection as `role`; a database that cannot be reached exits 2."""
     async def main() -> int:
-        conn = await asyncpg.connect(settings.dsn)
+        conn = await asyncpg.connect(settings.pg_dsn(role))
         try:
             return await work(conn)
         finally:
@@ -91,7 +93,7 @@ def _run(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[int]
 
     try:
         return asyncio.run(main())
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, SettingsError) as exc:
         print(f"incentives: cannot use the ledger database: {type(exc).__name__}: {exc}",
               file=sys.stderr)
         return 2
@@ -126,7 +128,7 @@ def _verify(settings: Settings, args: argparse.Namespace) -> int:
         print(_summary(report, time.monotonic() - started, args.against))
         return 0 if report.ok else 1
 
-    return _run(settings, work)
+    return _run(settings, "auditor", work)
 
 
 @contextlib.contextmanager
@@ -189,7 +191,7 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
               f"{time.monotonic() - started:.1f}s; the ledger holds {report.stored:,}: {verdict}")
         return 0 if report.ok else 1
 
-    return _run(settings, work)
+    return _run(settings, "auditor", work)
 
 
 def _checkpoint(settings: Settings, args: argparse.Namespace) -> int:
@@ -210,7 +212,7 @@ def _checkpoint(settings: Settings, args: argparse.Namespace) -> int:
         print(f"published to {topic}: checkpoint(s) {', '.join(map(str, sent)) or 'none new'}")
         return 0
 
-    return _run(settings, work)
+    return _run(settings, "auditor", work)
 
 
 def _balance(settings: Settings, args: argparse.Namespace) -> int:
@@ -229,4 +231,4 @@ def _balance(settings: Settings, args: argparse.Namespace) -> int:
             print(f"  {account:<40} {asset:<24} {amount:>20}")
         return 0
 
-    return _run(settings, work)
+    return _run(settings, "reader", work)

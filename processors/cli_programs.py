@@ -68,7 +68,9 @@ def _publish(settings: Settings, args: argparse.Namespace) -> int:
         return 1
 
     async def run() -> int:
-        conn = await asyncpg.connect(settings.dsn)
+        # Program versions are deployed like migrations, by the owner: no process that
+        # runs all the time (the workers, the API) may change the rules.
+        conn = await asyncpg.connect(settings.pg_dsn("owner"))
         try:
             for item in loaded:
                 outcome = await program_store.publish(conn, item, published_by=args.by)
@@ -87,7 +89,7 @@ def _publish(settings: Settings, args: argparse.Namespace) -> int:
 async def _fetch(
     settings: Settings, program_id: str, version: int | None
 ) -> program_store.StoredProgram:
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(settings.pg_dsn("reader"))
     try:
         return await program_store.fetch(conn, program_id, version)
     finally:
@@ -135,7 +137,7 @@ def _diff(settings: Settings, args: argparse.Namespace) -> int:
 
 def _list(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> list[program_store.StoredProgram]:
-        conn = await asyncpg.connect(settings.dsn)
+        conn = await asyncpg.connect(settings.pg_dsn("reader"))
         try:
             return await program_store.fetch_all(conn)
         finally:

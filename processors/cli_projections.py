@@ -45,7 +45,7 @@ def _check(settings: Settings, args: argparse.Namespace) -> int:
               f"{report.tiers:,} tiers; `incentives projections rebuild` repairs them")
         return 1
 
-    return _run(settings, work)
+    return _run(settings, "reader", work)
 
 
 def _rebuild(settings: Settings, args: argparse.Namespace) -> int:
@@ -58,7 +58,7 @@ def _rebuild(settings: Settings, args: argparse.Namespace) -> int:
               f"balances and {len(rebuilt.repaired.tier_differences):,} tiers differed")
         return 0
 
-    return _run(settings, work)
+    return _run(settings, "writer", work)
 
 
 def _difference_lines(report: projections.Report) -> list[str]:

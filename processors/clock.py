@@ -4,8 +4,9 @@ Time-driven work must land in the same place of every chain live and in a replay
 worker never acts on a clock of its own inside a batch. Instead, after its batches, it
 looks at the event-time watermark and *sends commands*: a ``ClosePeriod`` for each month
 that event time has left behind (plus ``close_grace_s``), and an ``AdvanceClock`` when event
-time has moved on by ``timer_interval_s``. They travel through the commands topic like any
-finance command, so they are accepted into the inbox at one place in ``arrival_seq`` and a
+time has moved on by ``timer_interval_s``. They travel through Kafka like any finance
+command, on the worker's own ``clock`` topic (the worker principal may not write
+``commands``), so they are accepted into the inbox at one place in ``arrival_seq`` and a
 replay meets them exactly where the live worker did.
 
 - Watermark: each source partition's latest event time is stored with its position
@@ -48,7 +49,7 @@ from aiokafka import AIOKafkaProducer
 from schemas.codec import encode
 from schemas.commands import ALL_PARTNERS, AdvanceClock, ClosePeriod
 from schemas.settings import Settings
-from schemas.streams import COMMANDS
+from schemas.streams import CLOCK
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +207,7 @@ class Timer:
         self.policy = Policy.of(settings)
         self.topics = list(topics)
         self.partitions = partitions
-        self.commands_topic = settings.topic(COMMANDS)
+        self.commands_topic = settings.topic(CLOCK)
         self.end_offsets = end_offsets
         self.started_at: dt.datetime | None = None  # PostgreSQL's clock at the first tick
         self.idle: set[int] = set()

@@ -122,9 +122,9 @@ async def _wait_consumed(
     settings: Settings, worker: subprocess.Popen[bytes], timeout_s: float
 ) -> None:
     topics = [settings.topic(s) for s in SOURCE_STREAMS]
-    ends = {tp: end for tp, end in (await end_offsets(settings.bootstrap, topics)).items()}
+    ends = {tp: end for tp, end in (await end_offsets(settings, topics)).items()}
     deadline = time.monotonic() + timeout_s
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(settings.pg_dsn("auditor"))
     try:
         while time.monotonic() < deadline:
             if worker.poll() is not None:

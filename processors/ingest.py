@@ -58,6 +58,7 @@ from schemas.codec import (
 )
 from schemas.commands import ALL_PARTNER_COMMANDS
 from schemas.events import PartnerRegistered, SaleRecorded, SaleReversed
+from schemas.principals import publisher_of
 from schemas.streams import Message, get_stream
 
 log = logging.getLogger(__name__)
@@ -515,9 +516,10 @@ def _for_everyone(message: Message) -> bool:
 
 def _inbox_row(a: Accepted) -> tuple[Any, ...]:
     m = a.message
+    # The principal is the topic's one publisher, which the ACLs prove (schemas.principals).
     return (
         m.event_id, a.fingerprint, a.stream, m.partner_id, a.topic, a.partition, a.offset,
-        a.arrival_seq, type(m).__name__, m.occurred_at, a.body,
+        a.arrival_seq, type(m).__name__, m.occurred_at, a.body, publisher_of(a.stream),
     )  # fmt: skip
 
 

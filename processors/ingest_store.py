@@ -159,7 +159,7 @@ async def arrival_seqs(conn: asyncpg.Connection, count: int) -> list[int]:
 
 INBOX_COLUMNS = (
     "event_id", "fingerprint", "stream", "partner_id", "topic", "partition", "kafka_offset",
-    "arrival_seq", "event_type", "occurred_at", "body",
+    "arrival_seq", "event_type", "occurred_at", "body", "principal",
 )  # fmt: skip
 LOG_COLUMNS = (
     "topic", "partition", "kafka_offset", "stream", "event_id", "outcome", "code", "resolved_at",

@@ -1,4 +1,6 @@
-"""What Kafka holds: the end offset of every partition of some topics."""
+"""What Kafka holds: the end offset of every partition of some topics, asked as one of the
+system's principals (describing a topic needs a right on it: the auditor may on every
+topic, the worker on those it reads)."""
 
 from __future__ import annotations
 
@@ -7,9 +9,15 @@ from collections.abc import Iterable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from schemas.settings import Principal, Settings
 
-async def partitions(bootstrap: str, topics: Iterable[str]) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+
+async def partitions(
+    settings: Settings, principal: Principal, topics: Iterable[str]
+) -> list[TopicPartition]:
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap, **settings.kafka_auth(principal)
+    )
     await admin.start()
     try:
         described = await admin.describe_topics(list(topics))
@@ -20,11 +28,17 @@ async def partitions(bootstrap: str, topics: Iterable[str]) -> list[TopicPartiti
     )
 
 
-async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], int]:
-    parts = await partitions(bootstrap, topics)
+async def end_offsets(
+    settings: Settings, topics: Iterable[str], principal: Principal = "auditor"
+) -> dict[tuple[str, int], int]:
+    parts = await partitions(settings, principal, topics)
     if not parts:
         return {}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap,
+        enable_auto_commit=False,
+        **settings.kafka_auth(principal),
+    )
     await consumer.start()
     try:
         found = await consumer.end_offsets(parts)

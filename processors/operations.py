@@ -129,8 +129,8 @@ class Operations:
         self._topics = frozenset(topics)
         self._sock = sock
         self._app: Any = None
-        self._db = _Database(settings.dsn)
-        self._kafka = EndOffsets(settings.bootstrap)
+        self._db = _Database(settings.pg_dsn("writer"))
+        self._kafka = EndOffsets(settings.bootstrap, settings.kafka_auth("worker"))
         self._runner: web.AppRunner | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._lag_known = True
@@ -263,13 +263,16 @@ class EndOffsets:
     (``processors.offsets.end_offsets`` opens an admin client and a consumer per call,
     which is fine for a command, wasteful every few seconds)."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, auth: dict[str, Any]) -> None:
         self._bootstrap = bootstrap
+        self._auth = auth
         self._consumer: AIOKafkaConsumer | None = None
 
     async def end_offsets(self, tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
         if self._consumer is None:
-            consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self._bootstrap, enable_auto_commit=False, **self._auth
+            )
             try:
                 await consumer.start()
             except BaseException:  # also cancelled by the refresh's timeout: no leak

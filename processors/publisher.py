@@ -12,6 +12,12 @@ the rest is sent and acknowledged by the broker (acks=all, idempotent producer, 
 inside the producer never doubles a message). Re-publishing a file doubles nothing: event
 ids are in the file or derived from the natural key, and the worker counts a second copy
 as a duplicate.
+
+Each message is sent as the principal that may write its topic (``schemas.principals``):
+events as ``upstream``, commands as ``finance``. A producer per principal is started when
+its first message comes, so an upstream system holding only the upstream credentials
+publishes its events without ever needing finance's, and a file of commands fails,
+naming the setting, where finance's credentials are not given.
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ from aiokafka.errors import KafkaError
 
 from schemas.codec import Rejection, decode, encode
 from schemas.files import Item, Outgoing, format_error, iter_csv, iter_jsonl
-from schemas.settings import Settings
+from schemas.principals import publisher_of
+from schemas.settings import Principal, Settings
 from schemas.streams import Message, stream_of
 
 FORMATS = ("jsonl", "csv")
@@ -89,20 +96,32 @@ class Publisher:
         self._max_in_flight = max_in_flight
         self._in_flight: list[asyncio.Future[Any]] = []
         self.acknowledged = 0
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.bootstrap,
+        self._producers: dict[Principal, AIOKafkaProducer] = {}
+
+    async def __aenter__(self) -> Publisher:
+        return self
+
+    async def _producer(self, principal: Principal) -> AIOKafkaProducer:
+        producer = self._producers.get(principal)
+        if producer is not None:
+            return producer
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._settings.bootstrap,
             acks="all",
             enable_idempotence=True,
             linger_ms=5,
+            **self._settings.kafka_auth(principal),
         )
-
-    async def __aenter__(self) -> Publisher:
         try:
-            await self._producer.start()
+            await producer.start()
         except KafkaError as exc:
-            await self._producer.stop()
-            raise PublishError(f"cannot reach Kafka at {self._settings.bootstrap}: {exc}") from exc
-        return self
+            await producer.stop()
+            raise PublishError(
+                f"cannot reach Kafka at {self._settings.bootstrap} as {principal}"
+                f" ({self._settings.kafka_user(principal)}): {exc}"
+            ) from exc
+        self._producers[principal] = producer
+        return producer
 
     async def __aexit__(
         self,
@@ -114,7 +133,8 @@ class Publisher:
             if exc is None:
                 await self.flush()
         finally:
-            await self._producer.stop()
+            for producer in self._producers.values():
+                await producer.stop()
 
     async def publish(self, message: Message) -> None:
         """Validate ``message`` as the worker will (size, timestamps, every rule) and send it
@@ -135,7 +155,8 @@ class Publisher:
 
     async def send(self, outgoing: Outgoing) -> None:
         """Send an already validated message (``schemas.files`` yields them)."""
-        future = await self._producer.send(
+        producer = await self._producer(publisher_of(outgoing.stream))
+        future = await producer.send(
             self._settings.topic(outgoing.stream),
             value=outgoing.value,
             key=outgoing.key.encode(),

@@ -42,7 +42,9 @@ def build_app(settings: Settings, topic_name: str, group: str) -> faust.App:
 
     async def get_pool() -> asyncpg.Pool:
         if "pool" not in pool:
-            pool["pool"] = await asyncpg.create_pool(settings.dsn, min_size=1, max_size=2)
+            pool["pool"] = await asyncpg.create_pool(
+                settings.pg_dsn("writer"), min_size=1, max_size=2
+            )
         return pool["pool"]
 
     @app.on_partitions_assigned.connect
@@ -105,6 +107,7 @@ async def publish(settings: Settings, topic: str, count: int, partners: int = 50
         acks="all",
         enable_idempotence=True,
         linger_ms=5,
+        **settings.kafka_auth("upstream"),
     )
     await producer.start()
     try:
@@ -137,11 +140,13 @@ async def delivered(dsn: str, topic: str) -> tuple[int, int]:
 def start_worker(
     settings: Settings, topic: str, group: str, log_path: str
 ) -> subprocess.Popen[bytes]:
+    # The worker finds its own role's password as this process does: same settings.
     env = dict(os.environ)
     env.update(
         {
             "INCENTIVES_KAFKA_BOOTSTRAP": settings.bootstrap,
-            "INCENTIVES_PG_DSN": settings.dsn,
+            "INCENTIVES_PG_DATABASE": settings.pg_database,
+            "INCENTIVES_SECRETS_FILE": str(settings.secrets_path),
         }
     )
     # The child gets its own copy of the descriptor; ours is closed straight away.

@@ -7,22 +7,46 @@ in upper case (for example ``INCENTIVES_PG_DSN``). Nothing here is read at impor
 
 The defaults describe the local stack (``incentives stack up``): Kafka and PostgreSQL on
 loopback on non-default ports, state under ``.stack/`` in the project. In production the
-same code runs against external services by setting ``kafka_bootstrap`` and ``pg_dsn``.
+same code runs against external services by setting ``kafka_bootstrap`` and, for each
+process, the DSN of its PostgreSQL role and the credentials of its Kafka principal.
+
+Least privilege: every process connects as its own PostgreSQL role (``PgRole``) and Kafka
+principal (``Principal``), never as a superuser. There is one DSN setting per role
+(``pg_owner_dsn``, ``pg_writer_dsn``, ``pg_reader_dsn``, ``pg_auditor_dsn``) and one user
+and password per principal (``kafka_worker_user``, ``kafka_worker_password``, ...); which
+process uses which is fixed in code (README, "Roles and principals"), so a deployment gives
+each process only the secret it needs. Left empty, they mean the local stack's roles and
+principals, whose passwords ``stack up`` generated into ``secrets_file`` (readable by its
+owner only). Secrets never appear in a repr, a log line or a status: ``redact`` them.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import quote
 
 import msgspec
 
 from schemas.codec import Limits
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# The PostgreSQL roles: the migration owner (DDL, program versions), the workers' writer,
+# the read-only role of the finance API and the query commands, and the auditor.
+PgRole = Literal["owner", "writer", "reader", "auditor"]
+PG_ROLES: tuple[PgRole, ...] = get_args(PgRole)
+# Their names on the local stack (a deployment names its own login roles in the DSNs).
+LOCAL_PG_ROLES: Mapping[PgRole, str] = {r: f"incentives_{r}" for r in PG_ROLES}
+# The Kafka principals: upstream systems, finance tools, the ledger workers, the auditors'
+# tools, and the administrator that creates topics and ACLs.
+Principal = Literal["upstream", "finance", "worker", "auditor", "admin"]
+PRINCIPALS: tuple[Principal, ...] = get_args(Principal)
 
 
 class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -37,8 +61,30 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     pg_database: str = "incentives"
     # Empty means the newest /usr/lib/postgresql/<v>/bin, else pg_ctl's folder on PATH.
     pg_bin_dir: str = ""
-    # Empty means "the local stack's server": postgresql://postgres@127.0.0.1:<pg_port>/<db>.
-    pg_dsn: str = ""
+    # One DSN per role; empty means the local stack's role on 127.0.0.1:<pg_port>/<db>,
+    # with the password from secrets_file.
+    pg_owner_dsn: str = ""
+    pg_writer_dsn: str = ""
+    pg_reader_dsn: str = ""
+    pg_auditor_dsn: str = ""
+    # The local stack's generated passwords; empty means <stack_dir>/secrets.toml.
+    secrets_file: str = ""
+    # How clients authenticate to Kafka: SASL/SCRAM, over TLS in production (SASL_SSL,
+    # checked against kafka_ssl_cafile, or the system's CAs when empty).
+    kafka_security_protocol: Literal["SASL_PLAINTEXT", "SASL_SSL"] = "SASL_PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_ssl_cafile: str = ""
+    # One user and password per principal; an empty password means the local stack's.
+    kafka_upstream_user: str = "upstream"
+    kafka_upstream_password: str = ""
+    kafka_finance_user: str = "finance"
+    kafka_finance_password: str = ""
+    kafka_worker_user: str = "worker"
+    kafka_worker_password: str = ""
+    kafka_auditor_user: str = "auditor"
+    kafka_auditor_password: str = ""
+    kafka_admin_user: str = "admin"
+    kafka_admin_password: str = ""
     # Physical topic name = topic_prefix + logical stream name (sales, surveys, ...).
     topic_prefix: str = "incentives."
     topic_partitions: int = 6
@@ -85,9 +131,66 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     def bootstrap(self) -> str:
         return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
 
+    def __repr__(self) -> str:
+        values = {f.name: getattr(self, f.name) for f in msgspec.structs.fields(self)}
+        shown = (f"{k}={redact(v) if _secret(k) else v!r}" for k, v in values.items())
+        return f"Settings({', '.join(shown)})"
+
     @property
-    def dsn(self) -> str:
-        return self.pg_dsn or f"postgresql://postgres@127.0.0.1:{self.pg_port}/{self.pg_database}"
+    def secrets_path(self) -> Path:
+        return Path(self.secrets_file or Path(self.stack_dir) / "secrets.toml")
+
+    def pg_dsn(self, role: PgRole) -> str:
+        """The DSN through which ``role`` connects: its setting, else the local stack's."""
+        configured: str = getattr(self, f"pg_{role}_dsn")
+        if configured:
+            return configured
+        user = LOCAL_PG_ROLES[role]
+        password = self.local_secret("postgres", user, f"INCENTIVES_PG_{role.upper()}_DSN")
+        return self.local_dsn(user, password)
+
+    def local_dsn(self, user: str, password: str, database: str | None = None) -> str:
+        """A DSN of the local stack's server."""
+        return (
+            f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}@127.0.0.1:"
+            f"{self.pg_port}/{quote(database or self.pg_database, safe='')}"
+        )
+
+    def kafka_user(self, principal: Principal) -> str:
+        user: str = getattr(self, f"kafka_{principal}_user")
+        return user
+
+    def kafka_password(self, principal: Principal) -> str:
+        configured: str = getattr(self, f"kafka_{principal}_password")
+        if configured:
+            return configured
+        setting = f"INCENTIVES_KAFKA_{principal.upper()}_PASSWORD"
+        return self.local_secret("kafka", principal, setting)
+
+    def kafka_auth(self, principal: Principal) -> dict[str, Any]:
+        """aiokafka's keyword arguments that authenticate a client as ``principal``."""
+        auth: dict[str, Any] = {
+            "security_protocol": self.kafka_security_protocol,
+            "sasl_mechanism": self.kafka_sasl_mechanism,
+            "sasl_plain_username": self.kafka_user(principal),
+            "sasl_plain_password": self.kafka_password(principal),
+        }
+        if self.kafka_security_protocol == "SASL_SSL":
+            import ssl
+
+            auth["ssl_context"] = ssl.create_default_context(cafile=self.kafka_ssl_cafile or None)
+        return auth
+
+    def local_secret(self, section: str, name: str, setting: str) -> str:
+        """A password of the local stack (``stack up`` generated it); SettingsError names
+        the setting to use instead when there is none."""
+        found = read_secrets(self.secrets_path).get(section, {}).get(name)
+        if not found:
+            raise SettingsError(
+                f"no password for {section} {name!r}: set {setting}, or start the local stack"
+                f" (`incentives stack up`), which keeps its passwords in {self.secrets_path}"
+            )
+        return found
 
     def topic(self, stream: str) -> str:
         return self.topic_prefix + stream
@@ -112,8 +215,47 @@ class SettingsError(Exception):
     """A settings file or variable could not be used; the message names which and why."""
 
 
+def _secret(field: str) -> bool:
+    return field.endswith(("_password", "_dsn"))
+
+
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+
+
+def redact(value: str) -> str:
+    """A setting fit to print: a password as ``***``, a DSN with its password as ``***``."""
+    if "://" in value:
+        return _URL_PASSWORD.sub(r"\1***@", value)
+    return "***" if value else ""
+
+
+def read_secrets(path: Path) -> dict[str, dict[str, str]]:
+    """The local stack's secrets file (TOML, one table per service); empty when absent.
+    A file that others may read is refused: it holds every role's password."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return {}
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise SettingsError(
+            f"secrets file {path} may be read by others (mode {stat.filemode(mode)}):"
+            f" `chmod 600 {path}`"
+        )
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"secrets file {path}: {exc}") from exc
+    return {k: {n: str(v) for n, v in t.items()} for k, t in data.items() if isinstance(t, dict)}
+
+
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     env = os.environ if environ is None else environ
+    if env.get("INCENTIVES_PG_DSN"):
+        raise SettingsError(
+            "INCENTIVES_PG_DSN is no longer read: every process connects as its own role."
+            " Set INCENTIVES_PG_OWNER_DSN (init, programs publish), INCENTIVES_PG_WRITER_DSN"
+            " (worker), INCENTIVES_PG_READER_DSN (queries), INCENTIVES_PG_AUDITOR_DSN (audit)"
+        )
     values: dict[str, Any] = {}
     path = env.get("INCENTIVES_SETTINGS")
     if path:

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from schemas.commands import (
+    ALL_PARTNER_COMMANDS,
     COMMAND_TYPES,
     Command,
 )
@@ -38,6 +39,10 @@ SURVEYS = "surveys"
 TRAININGS = "trainings"
 PARTNERS = "partners"
 COMMANDS = "commands"
+# The worker's own commands topic: the timer's ClosePeriod and AdvanceClock (see
+# processors.clock). Only the worker principal may write it and finance's commands are not
+# carried on it, so a worker's credentials cannot issue a payout or an adjustment.
+CLOCK = "clock"
 
 
 class _Tag(msgspec.Struct):
@@ -98,6 +103,13 @@ STREAMS: Mapping[str, Stream] = MappingProxyType(
     }
 )
 
+# Streams the ledger writes and reads itself, outside the contract with upstream teams:
+# decoded like the others, but no type is routed to them (``stream_of``) and they are not
+# in the published schemas.
+INTERNAL_STREAMS: Mapping[str, Stream] = MappingProxyType(
+    {CLOCK: _stream(CLOCK, *ALL_PARTNER_COMMANDS)}
+)
+
 # Every type, for files that mix streams (a JSONL upload): decode first, then route each
 # message to the stream of its type. Not a Kafka stream, so not in STREAMS.
 ANY = _stream("any", *EVENT_TYPES, *COMMAND_TYPES)
@@ -119,7 +131,8 @@ def stream_of(message_type: type[Envelope]) -> str:
 
 def get_stream(name: str) -> Stream:
     """The stream called ``name``; a ValueError lists the known names otherwise."""
-    try:
-        return STREAMS[name]
-    except KeyError:
-        raise ValueError(f"unknown stream {name!r}; streams are {', '.join(STREAMS)}") from None
+    found = STREAMS.get(name) or INTERNAL_STREAMS.get(name)
+    if found is None:
+        known = ", ".join([*STREAMS, *INTERNAL_STREAMS])
+        raise ValueError(f"unknown stream {name!r}; streams are {known}")
+    return found

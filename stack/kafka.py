@@ -4,6 +4,16 @@
 them into `<stack_dir>/kafka/libs` once (a stamp holds the pom's hash, so a changed pom
 fetches again). The storage is formatted on first start and kept, so a warm start only
 launches the JVM.
+
+Every door has a key. Clients authenticate with SASL/SCRAM-SHA-512 on the one client
+listener (loopback, without TLS on this development stack; SASL_SSL in production, see
+docs/integration.md); the SCRAM credentials of every principal are written into the
+metadata log when the storage is formatted (``--add-scram``), since SCRAM needs them before
+anyone could add them. The controller listener takes SASL/PLAIN from the broker alone (its
+user is in the broker's configuration: SCRAM cannot serve the listener that the metadata
+log itself comes through). The standard authorizer denies whatever no ACL allows
+(``stack.acls``); the broker and the administrator are the super users. The configuration
+and the format's argument file hold passwords, so they are the owner's alone (0600).
 """
 
 from __future__ import annotations
@@ -11,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import os
 import re
 import time
 import uuid
@@ -18,8 +29,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from schemas.settings import Settings
+from schemas.settings import PRINCIPALS, Settings
 
+from . import acls, secrets
 from .common import (
     StackError,
     pid_alive,
@@ -33,14 +45,18 @@ from .common import (
 )
 
 POM = Path(__file__).with_name("pom.xml")
-# Every stream the system consumes or produces; the processors issue adds its internal ones.
+# Every stream the system consumes or produces (``clock``: the worker's timer commands).
 STREAMS = (
-    "sales", "surveys", "trainings", "partners", "commands", "deadletters", "refusals",
+    "sales", "surveys", "trainings", "partners", "commands", "clock", "deadletters", "refusals",
     "checkpoints",
 )  # fmt: skip
 # Topics whose messages must outlive Kafka's retention: the checkpoints' anchors, which an
 # auditor verifies the ledger against (processors.anchors).
 TOPIC_CONFIGS = {"checkpoints": {"retention.ms": "-1", "retention.bytes": "-1"}}
+MECHANISM = "SCRAM-SHA-512"
+# Written beside the storage once it is formatted with the principals' SCRAM credentials;
+# a storage without it comes from before authentication and holds none.
+AUTH_STAMP = "scram-credentials"
 
 _LOG4J = """\
 log4j.rootLogger=INFO, stdout
@@ -64,20 +80,38 @@ class KafkaPaths:
         self.log4j = self.root / "log4j.properties"
         self.log = self.root / "kafka.log"
         self.pid = self.root / "kafka.pid"
+        self.stamp_auth = self.root / AUTH_STAMP
 
 
-def _server_properties(settings: Settings, paths: KafkaPaths) -> str:
+def _server_properties(settings: Settings, paths: KafkaPaths, broker_password: str) -> str:
     port, ctl = settings.kafka_port, settings.kafka_controller_port
+    scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
+    plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
+    login = f'username="{secrets.BROKER}" password="{broker_password}"'
     return "\n".join(
         [
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.voters=1@127.0.0.1:{ctl}",
-            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{ctl}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+            f"listeners=SASL_PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{ctl}",
+            f"advertised.listeners=SASL_PLAINTEXT://127.0.0.1:{port}",
             "controller.listener.names=CONTROLLER",
-            "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name=SASL_PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+            # Clients and the broker itself: SCRAM, credentials in the metadata log.
+            f"sasl.enabled.mechanisms={MECHANISM}",
+            f"sasl.mechanism.inter.broker.protocol={MECHANISM}",
+            f"listener.name.sasl_plaintext.sasl.enabled.mechanisms={MECHANISM}",
+            f"listener.name.sasl_plaintext.{MECHANISM.lower()}.sasl.jaas.config={scram}"
+            f" required {login};",
+            # The controller listener: the broker alone, by a user of this file.
+            "sasl.mechanism.controller.protocol=PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+            f"listener.name.controller.plain.sasl.jaas.config={plain} required {login}"
+            f' user_{secrets.BROKER}="{broker_password}";',
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            f"super.users=User:{secrets.BROKER};User:{settings.kafka_user('admin')}",
+            "allow.everyone.if.no.acl.found=false",
             f"log.dirs={paths.data}",
             f"num.partitions={settings.topic_partitions}",
             "offsets.topic.replication.factor=1",
@@ -92,6 +126,14 @@ def _server_properties(settings: Settings, paths: KafkaPaths) -> str:
             "",
         ]
     )
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file that holds passwords: the owner's alone, from its first byte."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.chmod(path, 0o600)
 
 
 def fetch_jars(paths: KafkaPaths) -> None:
@@ -136,10 +178,19 @@ def _java_cmd(paths: KafkaPaths, main: str, *args: str, heap_mb: int = 256) -> l
 
 def format_storage(settings: Settings, paths: KafkaPaths, cluster_id: str | None = None) -> None:
     """Write the broker's configuration; format its storage once (with `cluster_id`, or a
-    new one)."""
-    paths.config.write_text(_server_properties(settings, paths))
+    new one) with the SCRAM credentials of every principal."""
+    passwords = secrets.ensure(settings)["kafka"]
+    _write_private(paths.config, _server_properties(settings, paths, passwords[secrets.BROKER]))
     paths.log4j.write_text(_LOG4J)
     if (paths.data / "meta.properties").exists():
+        if not paths.stamp_auth.exists():
+            raise StackError(
+                f"Kafka's storage {paths.data} was formatted before the stack authenticated"
+                " its clients: it holds no SCRAM credentials, so no client could log in. Its"
+                " topics are development data: `incentives stack reset kafka`, and"
+                " `incentives stack reset postgres` too (the database's consumer positions"
+                " point into the old topics), then `incentives stack up`."
+            )
         return
     if paths.data.exists() and any(paths.data.iterdir()):
         raise StackError(
@@ -147,17 +198,28 @@ def format_storage(settings: Settings, paths: KafkaPaths, cluster_id: str | None
             "formatted KRaft log. Remove it (`incentives stack reset kafka`) and start again."
         )
     cluster_id = new_cluster_id() if cluster_id is None else check_cluster_id(cluster_id)
+    users = [secrets.BROKER, *(settings.kafka_user(p) for p in PRINCIPALS)]
+    names = [secrets.BROKER, *PRINCIPALS]
+    scram = [
+        f"--add-scram={MECHANISM}=[name={user},password={passwords[name]}]"
+        for user, name in zip(users, names, strict=True)
+    ]
     # `--cluster-id=<id>` in one argument: an id may begin with "-" (urlsafe base64 has it
     # among its letters), and as a separate argument the tool's parser then takes it for
     # an option and fails. Every value we pass to a command line goes this way or is a
-    # path we made absolute.
-    run(
-        _java_cmd(
-            paths, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
-            f"--config={paths.config}",
-        ),
-        what="formatting Kafka's storage",
-    )  # fmt: skip
+    # path we made absolute. The passwords go in an argument file of the owner's, not on
+    # the command line.
+    argfile = paths.root / "format.args"
+    args = [
+        "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+        f"--config={paths.config}", *scram,
+    ]  # fmt: skip
+    _write_private(argfile, "\n".join(args) + "\n")
+    try:
+        run(_java_cmd(paths, f"@{argfile}"), what="formatting Kafka's storage")
+    finally:
+        argfile.unlink(missing_ok=True)
+    paths.stamp_auth.write_text(f"{MECHANISM}: {', '.join(users)}\n")
 
 
 def new_cluster_id() -> str:
@@ -188,7 +250,14 @@ def check_cluster_id(cluster_id: str) -> str:
 def up(settings: Settings) -> str:
     paths = KafkaPaths(settings)
     if read_pid(paths.pid) is not None and port_open(settings.kafka_port):
+        if not paths.stamp_auth.exists():
+            raise StackError(
+                f"the running Kafka (pid {read_pid(paths.pid)}) was started before the stack"
+                " authenticated its clients: `incentives stack down`, then `incentives stack"
+                " up`, which says how to bring its storage along"
+            )
         _wait_ready(settings, paths, alive=lambda: True)
+        asyncio.run(acls.ensure_acls(settings))
         return f"Kafka already running (pid {read_pid(paths.pid)})"
     for port in (settings.kafka_port, settings.kafka_controller_port):
         if port_open(port):
@@ -207,6 +276,7 @@ def up(settings: Settings) -> str:
     paths.pid.write_text(str(pid))
     _wait_ready(settings, paths, alive=lambda: pid_alive(pid))
     asyncio.run(ensure_topics(settings, STREAMS))
+    asyncio.run(acls.ensure_acls(settings))
     return f"Kafka started (pid {pid}) on {settings.bootstrap}"
 
 
@@ -224,9 +294,7 @@ def _wait_ready(settings: Settings, paths: KafkaPaths, *, alive: Callable[[], bo
 
 
 async def _answers(settings: Settings) -> bool:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=3000)
+    admin = acls.admin_client(settings, request_timeout_ms=3000)
     try:
         await admin.start()
         await admin.list_topics()
@@ -239,9 +307,9 @@ async def _answers(settings: Settings) -> bool:
 
 async def ensure_topics(settings: Settings, streams: tuple[str, ...] | list[str]) -> None:
     """Create the streams' topics that are missing; existing ones are left as they are."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.admin import NewTopic
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    admin = acls.admin_client(settings)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -283,10 +351,8 @@ async def _until_described(admin: Any, topics: list[str], settings: Settings) ->
 
 async def delete_topics(settings: Settings, *, prefix: str) -> list[str]:
     """Delete every topic whose name starts with `prefix` (a test's own topics)."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
     assert prefix, "an empty prefix would delete every topic"
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    admin = acls.admin_client(settings)
     await admin.start()
     try:
         doomed = [t for t in await admin.list_topics() if t.startswith(prefix)]
@@ -314,7 +380,11 @@ def status(settings: Settings) -> str:
     version = broker_version(paths)
     state = "answering" if answers else "not answering"
     who = f"pid {pid}" if pid else "no pid of ours"
-    return f"Kafka {version or '?'} on {settings.bootstrap}: {state} ({who}); log {paths.log}"
+    return (
+        f"Kafka {version or '?'} on {settings.bootstrap}: {state} ({who}); log {paths.log};"
+        f" SASL/{MECHANISM} with ACLs, principals {', '.join(PRINCIPALS)}"
+        f" (passwords in {settings.secrets_path})"
+    )
 
 
 def broker_version(paths: KafkaPaths) -> str | None:

@@ -2,6 +2,10 @@
 
 The stack is started once per test session (or reused if it already runs). If it cannot
 start, every test that needs it fails with the stack's own error: nothing is skipped.
+
+The harness itself works as the PostgreSQL superuser (it creates a database per test) and
+as the Kafka administrator (topics and ACLs per test); what the tests run, the worker and
+the commands, connects as its own role and principal, as in production.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from schemas.settings import Settings, load_settings
+from schemas.settings import LOCAL_PG_ROLES, Settings, load_settings
 
+OWNER = LOCAL_PG_ROLES["owner"]
 # One template per test session, so that sessions running side by side (and migrations
 # added meanwhile) do not disturb each other.
 TEMPLATE_DB = f"incentives_test_template_{os.getpid()}"
@@ -59,7 +64,8 @@ async def _drop_template(settings: Settings) -> None:
 
 
 async def _make_template(settings: Settings) -> None:
-    """A migrated database that each test's database is copied from (fast and clean)."""
+    """A database migrated by the migration owner, as `stack up` and `incentives init` do,
+    that each test's database is copied from (fast and clean)."""
     import asyncpg
 
     from ledger.migrate import migrate
@@ -68,10 +74,11 @@ async def _make_template(settings: Settings) -> None:
     admin = await asyncpg.connect(admin_dsn(settings, "postgres"))
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
+        await admin.execute(f'CREATE DATABASE "{TEMPLATE_DB}" OWNER {OWNER}')
     finally:
         await admin.close()
-    conn = await asyncpg.connect(admin_dsn(settings, TEMPLATE_DB))
+    owner = msgspec.structs.replace(settings, pg_database=TEMPLATE_DB).pg_dsn("owner")
+    conn = await asyncpg.connect(owner)
     try:
         await migrate(conn)
     finally:
@@ -83,6 +90,7 @@ async def settings(stack_settings: Settings) -> AsyncIterator[Settings]:
     """Settings for one test: its own database (from the template) and its own topics."""
     import asyncpg
 
+    from stack.acls import delete_acls, ensure_acls
     from stack.kafka import STREAMS, delete_topics, ensure_topics
     from stack.postgres import admin_dsn
 
@@ -90,17 +98,20 @@ async def settings(stack_settings: Settings) -> AsyncIterator[Settings]:
     database = f"t_{tag}"
     admin = await asyncpg.connect(admin_dsn(stack_settings, "postgres"))
     try:
-        await admin.execute(f'CREATE DATABASE "{database}" TEMPLATE "{TEMPLATE_DB}"')
+        await admin.execute(
+            f'CREATE DATABASE "{database}" TEMPLATE "{TEMPLATE_DB}" OWNER {OWNER}'
+        )
     finally:
         await admin.close()
     test_settings = msgspec.structs.replace(
         stack_settings,
         pg_database=database,
-        pg_dsn=admin_dsn(stack_settings, database),
         topic_prefix=f"t{tag}.",
         consumer_group=f"g{tag}",
     )
     await ensure_topics(test_settings, STREAMS)
+    # The test's own topics and group get the ACLs the stack's have.
+    acls = await ensure_acls(test_settings)
     try:
         yield test_settings
     finally:
@@ -113,6 +124,7 @@ async def settings(stack_settings: Settings) -> AsyncIterator[Settings]:
         # Every topic of the test goes too: a broker holding thousands of leftover
         # partitions runs out of file handles.
         await delete_topics(test_settings, prefix=test_settings.topic_prefix)
+        await delete_acls(test_settings, acls)
 
 
 @pytest.fixture

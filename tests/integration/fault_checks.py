@@ -23,14 +23,14 @@ from typing import NamedTuple
 import asyncpg
 from fault_run import EXAMPLE, Coordinates, FaultRun, Tally, end_total
 from fault_traffic import COPIES, EVENTS_VARIABLE, SEED
-from ingest_support import run_cli
+from ingest_support import admin, run_cli
 
 from ledger.store import verify_ledger
 from processors.engine import compile_program
 from processors.runner import Books, run
 from schemas.program_loader import load_program
 from schemas.settings import Settings
-from schemas.streams import ANY, COMMANDS
+from schemas.streams import ANY, CLOCK
 
 TIMER_COMMANDS = {"ClosePeriod", "AdvanceClock"}
 
@@ -62,7 +62,7 @@ class Stored:
 
     @classmethod
     async def read(cls, settings: Settings) -> Stored:
-        conn = await asyncpg.connect(settings.dsn)
+        conn = await asyncpg.connect(admin(settings))
         try:
             log = await conn.fetch(
                 "SELECT topic, partition, kafka_offset, event_id, outcome, code, resolved_at"
@@ -152,7 +152,7 @@ async def check_run(fault_run: FaultRun) -> Figures:
 
     _check_poison(stored, poison)
     _check_events(stored, traffic.event_ids, ours - set(poison))
-    timer_ids = _check_timer_commands(stored, ours, settings.topic(COMMANDS))
+    timer_ids = _check_timer_commands(stored, ours, settings.topic(CLOCK))
     assert len(stored.inbox) == len(set(stored.inbox)), "an event accepted twice"
     assert set(stored.inbox) == traffic.event_ids | timer_ids
     outcomes = _check_outcomes_add_up(stored, poison)
@@ -209,7 +209,7 @@ def _check_events(
 
 
 def _check_timer_commands(stored: Stored, ours: set[Coordinates], topic: str) -> set[uuid.UUID]:
-    """The messages the test did not publish are the timer's commands, on the commands
+    """The messages the test did not publish are the timer's commands, on the clock
     topic, each applied once (a resend is a duplicate); returns their ids."""
     theirs = [row for where, row in stored.log.items() if where not in ours]
     assert {where[0] for where in stored.log if where not in ours} <= {topic}
@@ -249,7 +249,7 @@ async def assert_reference_ledger(settings: Settings) -> int:
     """The stored ledger equals the one the pure runner computes offline from the stored
     events in their stored order: the same record ids, sequences and hashes, the same chain
     heads; and the audit finds nothing. Returns the number of records."""
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(admin(settings))
     try:
         bodies = await conn.fetch("SELECT body FROM inbox ORDER BY arrival_seq")
         stored = await conn.fetch(

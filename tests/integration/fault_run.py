@@ -20,7 +20,7 @@ from pathlib import Path
 
 import asyncpg
 from fault_traffic import COPIES, SEED, build_traffic
-from ingest_support import MAX_MESSAGE_BYTES, Worker, install_trap, send_raw, source_topics
+from ingest_support import MAX_MESSAGE_BYTES, Worker, admin, install_trap, send_raw, source_topics
 
 from ledger import program_store
 from processors.offsets import end_offsets
@@ -92,7 +92,7 @@ class FaultRun:
         """The example program and the trap of the processing poison, then every send,
         acknowledged by the broker."""
         await install_trap(self.settings)
-        conn = await asyncpg.connect(self.settings.dsn)
+        conn = await asyncpg.connect(self.settings.pg_dsn("owner"))
         try:
             await program_store.publish(conn, load_program(EXAMPLE), published_by="fault-suite")
         finally:
@@ -172,7 +172,7 @@ class FaultRun:
         """Where the late partners are, for a failure message."""
         if self.late_coordinates:
             return "the late registrations are published"
-        conn = await asyncpg.connect(self.settings.dsn)
+        conn = await asyncpg.connect(admin(self.settings))
         try:
             rows = await conn.fetch(
                 "SELECT partner_id, release_outcome, count(*) FROM parked_events"
@@ -190,7 +190,7 @@ class FaultRun:
         """Messages consumed, per PostgreSQL (None while it is away). Once every event of
         the late partners is parked, their registrations are published."""
         try:
-            conn = await asyncpg.connect(self.settings.dsn)
+            conn = await asyncpg.connect(admin(self.settings))
             try:
                 if not self.late_coordinates and await self._late_events_parked(conn):
                     sends = [s for s in self.traffic.late_registrations for _ in range(COPIES)]
@@ -289,7 +289,7 @@ class FaultRun:
         """A batch's dead letters go to their topic after it commits: wait for the last."""
         waiting = -1
         for _ in range(int(STALL_MAX_S / POLL_S)):
-            conn = await asyncpg.connect(self.settings.dsn)
+            conn = await asyncpg.connect(admin(self.settings))
             try:
                 waiting = await conn.fetchval(
                     "SELECT count(*) FROM dead_letters WHERE published_at IS NULL"
@@ -304,4 +304,4 @@ class FaultRun:
 
 async def end_total(settings: Settings) -> int:
     """How many messages the source topics hold."""
-    return sum((await end_offsets(settings.bootstrap, source_topics(settings))).values())
+    return sum((await end_offsets(settings, source_topics(settings))).values())

@@ -26,7 +26,9 @@ from aiokafka import AIOKafkaProducer
 from processors.app import SOURCE_STREAMS
 from processors.offsets import end_offsets
 from schemas.codec import RejectCode
-from schemas.settings import Settings
+from schemas.principals import publisher_of
+from schemas.settings import PG_ROLES, Principal, Settings
+from stack.postgres import admin_dsn
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Below Kafka's own limit of about 1 MB, so that `too_large` is the worker's verdict; a
@@ -36,16 +38,27 @@ MAX_MESSAGE_BYTES = 4096
 SEND_IN_FLIGHT_MAX = 10_000
 
 
+def admin(settings: Settings) -> str:
+    """The superuser's DSN of this test's database: for the test's own set-up and looks
+    into it, never for what the test runs (that connects as its own role)."""
+    return admin_dsn(settings, settings.pg_database)
+
+
 def env_for(settings: Settings, **extra: str) -> dict[str, str]:
-    """The environment that points a child process at this test's database and topics."""
+    """The environment that points a child process at this test's database and topics;
+    it finds its role's password where this process does (the stack's secrets file)."""
     env = dict(os.environ)
     env.update(
-        INCENTIVES_PG_DSN=settings.dsn,
+        INCENTIVES_PG_DATABASE=settings.pg_database,
+        INCENTIVES_SECRETS_FILE=str(settings.secrets_path),
         INCENTIVES_KAFKA_BOOTSTRAP=settings.bootstrap,
         INCENTIVES_TOPIC_PREFIX=settings.topic_prefix,
         INCENTIVES_CONSUMER_GROUP=settings.consumer_group,
         INCENTIVES_STACK_DIR=settings.stack_dir,
     )
+    for role in PG_ROLES:  # a role's DSN a test set itself
+        if dsn := getattr(settings, f"pg_{role}_dsn"):
+            env[f"INCENTIVES_PG_{role.upper()}_DSN"] = dsn
     env.update(extra)
     return env
 
@@ -130,7 +143,7 @@ def source_topics(settings: Settings) -> list[str]:
 
 
 async def positions(settings: Settings) -> dict[tuple[str, int], int]:
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(admin(settings))
     try:
         rows = await conn.fetch(
             "SELECT topic, partition, next_offset FROM consumer_positions WHERE group_id = $1",
@@ -146,7 +159,7 @@ async def wait_consumed(settings: Settings, worker: Worker, timeout_s: float = 9
     return how many messages the topics hold."""
     ends = {
         tp: end
-        for tp, end in (await end_offsets(settings.bootstrap, source_topics(settings))).items()
+        for tp, end in (await end_offsets(settings, source_topics(settings))).items()
         if end > 0
     }
     deadline = time.monotonic() + timeout_s
@@ -167,30 +180,44 @@ async def wait_consumed(settings: Settings, worker: Worker, timeout_s: float = 9
 Send = tuple[str, bytes | None, bytes | None]  # (stream, key, value)
 
 
-async def send_raw(settings: Settings, messages: Sequence[Send]) -> list[tuple[str, int, int]]:
+async def send_raw(
+    settings: Settings, messages: Sequence[Send], *, as_principal: Principal | None = None
+) -> list[tuple[str, int, int]]:
     """Send raw bytes in order, wait for acknowledgement; return (topic, partition, offset)
-    of each message. The idempotent producer keeps each partition's messages in the order
+    of each message. Each goes out as the principal that may write its topic (or
+    ``as_principal``). The idempotent producers keep each partition's messages in the order
     given; at most SEND_IN_FLIGHT_MAX wait for their acknowledgement at a time."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap, acks="all", enable_idempotence=True, linger_ms=5
-    )
-    await producer.start()
+    producers: dict[Principal, AIOKafkaProducer] = {}
+
+    async def producer_for(stream: str) -> AIOKafkaProducer:
+        principal = as_principal or publisher_of(stream)
+        if principal not in producers:
+            producers[principal] = AIOKafkaProducer(
+                bootstrap_servers=settings.bootstrap, acks="all", enable_idempotence=True,
+                linger_ms=5, **settings.kafka_auth(principal),
+            )  # fmt: skip
+            await producers[principal].start()
+        return producers[principal]
+
     coordinates: list[tuple[str, int, int]] = []
     try:
         for start in range(0, len(messages), SEND_IN_FLIGHT_MAX):
             futures = [
-                await producer.send(settings.topic(stream), value=value, key=key)
+                await (await producer_for(stream)).send(
+                    settings.topic(stream), value=value, key=key
+                )
                 for stream, key, value in messages[start : start + SEND_IN_FLIGHT_MAX]
             ]
             sent = await asyncio.gather(*futures)
             coordinates += [(m.topic, m.partition, m.offset) for m in sent]
     finally:
-        await producer.stop()
+        for producer in producers.values():
+            await producer.stop()
     return coordinates
 
 
 async def fetch(settings: Settings, sql: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(admin(settings))
     try:
         return await conn.fetch(sql, *args)
     finally:
@@ -409,7 +436,7 @@ CREATE TRIGGER refuse_the_trap BEFORE INSERT ON inbox
 
 
 async def install_trap(settings: Settings) -> None:
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(admin(settings))
     try:
         await conn.execute(TRAP)
     finally:

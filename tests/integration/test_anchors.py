@@ -12,7 +12,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from ingest_support import run_cli
+from ingest_support import admin, run_cli
 from test_ledger_store import LENGTH, build, draft, triggers_disabled
 
 from ledger import store
@@ -23,7 +23,7 @@ from schemas.settings import Settings
 @pytest.fixture
 async def conn(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
     """A superuser connection: what the attacker has."""
-    connection = await asyncpg.connect(settings.dsn)
+    connection = await asyncpg.connect(admin(settings))
     try:
         yield connection
     finally:

@@ -25,6 +25,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from ingest_support import (
     Worker,
+    admin,
     fetch,
     keyed,
     new_id,
@@ -49,7 +50,6 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "programs" / "example-channel-20
 PROGRAM = "northwind-emea"
 POINTS = f"PTS:{PROGRAM}"
 MDF = "MDF:EUR"
-APP_ROLE = "incentives_app"
 
 
 # ---------------------------------------------------------------------------------------
@@ -131,7 +131,7 @@ def uid(message: dict[str, Any]) -> uuid.UUID:
 
 
 async def publish_example_program(settings: Settings) -> None:
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(settings.pg_dsn("owner"))
     try:
         await program_store.publish(conn, load_program(EXAMPLE), published_by="finance-tests")
     finally:
@@ -139,7 +139,7 @@ async def publish_example_program(settings: Settings) -> None:
 
 
 async def available(settings: Settings, partner: str, asset: str) -> int:
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(admin(settings))
     try:
         found = await balances(conn, partner_id=partner)
     finally:
@@ -199,8 +199,11 @@ async def published_refusals(
 
 async def read_topic(settings: Settings, topic: str, timeout_s: float) -> list[tuple[bytes, bytes]]:
     """Every (key, value) on ``topic`` up to its current end offsets."""
-    ends = {tp: end for tp, end in (await end_offsets(settings.bootstrap, [topic])).items()}
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
+    ends = {tp: end for tp, end in (await end_offsets(settings, [topic])).items()}
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
+        **settings.kafka_auth("auditor"),
+    )  # fmt: skip
     await consumer.start()
     out: list[tuple[bytes, bytes]] = []
     try:
@@ -438,7 +441,7 @@ async def commit_without_publishing(
     )
     batch = [SourceMessage(t, p, o, key, value)
              for (t, p, o), (_, key, value) in zip(where, sends, strict=True)]  # fmt: skip
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(settings.pg_dsn("writer"))
     try:
         report = await processor.process(conn, batch)
     finally:
@@ -482,9 +485,10 @@ async def test_publish_pending_sends_unpublished_refusals_of_its_partitions_and_
     where = await commit_without_publishing(settings, overdraft("P-OUT"))
     topic, partition, _ = where[1]
     other = (topic, (partition + 1) % settings.topic_partitions)
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(settings.pg_dsn("writer"))
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all",
-                                enable_idempotence=True)  # fmt: skip
+                                enable_idempotence=True,
+                                **settings.kafka_auth("worker"))  # fmt: skip
     await producer.start()
     try:
         out = settings.topic(REFUSALS)
@@ -498,19 +502,26 @@ async def test_publish_pending_sends_unpublished_refusals_of_its_partitions_and_
         assert len(await read_topic(settings, out, 30)) == 2, "each sent once"
 
         event_id = next(iter(rows))
-        for statement in (
-            "UPDATE command_refusals SET published_at = now() WHERE event_id = $1",
-            "UPDATE command_refusals SET code = 'forgiven' WHERE event_id = $1",
-            "DELETE FROM command_refusals WHERE event_id = $1",
-        ):
-            with pytest.raises(asyncpg.RestrictViolationError):
-                await conn.execute(statement, event_id)
-        # The application's role may set the mark and nothing else, trigger or not.
-        await conn.execute(f"SET ROLE {APP_ROLE}")
-        with pytest.raises(asyncpg.InsufficientPrivilegeError):
-            await conn.execute("UPDATE command_refusals SET code = 'forgiven'"
+        # The triggers refuse it to everyone, the superuser included.
+        superuser = await asyncpg.connect(admin(settings))
+        try:
+            for statement in (
+                "UPDATE command_refusals SET published_at = now() WHERE event_id = $1",
+                "UPDATE command_refusals SET code = 'forgiven' WHERE event_id = $1",
+                "DELETE FROM command_refusals WHERE event_id = $1",
+            ):
+                with pytest.raises(asyncpg.RestrictViolationError):
+                    await superuser.execute(statement, event_id)
+        finally:
+            await superuser.close()
+        # The writer may set the mark (once: the trigger) and nothing else, trigger or not.
+        with pytest.raises(asyncpg.RestrictViolationError):
+            await conn.execute("UPDATE command_refusals SET published_at = now()"
                                " WHERE event_id = $1", event_id)  # fmt: skip
-        await conn.execute("RESET ROLE")
+        for statement in ("UPDATE command_refusals SET code = 'forgiven' WHERE event_id = $1",
+                          "DELETE FROM command_refusals WHERE event_id = $1"):  # fmt: skip
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute(statement, event_id)
         assert await refusal_rows(settings) == rows
     finally:
         await producer.stop()

@@ -91,7 +91,7 @@ async def test_targets_gates_and_overrides_through_the_worker_and_the_replay(
     55,000: the network champion's EUR 5,000.00. D-1 had no December to grow from: a note.
     R-1 and S-1 have no target: notes. A target for the closed quarter is refused. The
     auditor's replay gives the same ledger."""
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(settings.pg_dsn("owner"))
     try:
         await program_store.publish(conn, load_program(EXAMPLE), published_by="goals-test")
     finally:

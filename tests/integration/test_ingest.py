@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from ingest_support import (
     MAX_MESSAGE_BYTES,
     Worker,
+    admin,
     as_bytes,
     bad_inputs,
     close_period,
@@ -122,12 +124,16 @@ async def read_dead_letter_topic(
     """The envelopes on the dead-letter topic by source coordinates, once ``count`` distinct
     ones arrived (delivery there is at least once, so copies are merged)."""
     topic = settings.topic("deadletters")
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
+    # Upstream teams read the dead letters of what they sent (stack.acls).
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
+        **settings.kafka_auth("upstream"),
+    )  # fmt: skip
     await consumer.start()
     found: dict[tuple[str, int, int], dict[str, Any]] = {}
     try:
         tps = [TopicPartition(tp.topic, tp.partition)
-               for tp in await partitions(settings.bootstrap, [topic])]  # fmt: skip
+               for tp in await partitions(settings, "upstream", [topic])]  # fmt: skip
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         deadline = time.monotonic() + timeout_s
@@ -221,19 +227,30 @@ async def test_events_from_kafkas_console_producer_are_accepted(
 
 
 def console_produce(settings: Settings, topic: str, lines: bytes) -> None:
+    """Kafka's own Java producer, authenticated as docs/integration.md tells upstream teams."""
     libs = KafkaPaths(settings).libs
-    done = subprocess.run(
-        [
-            "java", "-Xmx128m", "-cp", f"{libs}/*", "kafka.tools.ConsoleProducer",
-            "--bootstrap-server", settings.bootstrap, "--topic", topic,
-            "--property", "parse.key=true", "--property", "key.separator=|",
-            "--producer-property", "acks=all",
-        ],
-        input=lines,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )  # fmt: skip
+    with tempfile.TemporaryDirectory() as folder:
+        config = Path(folder) / "upstream.properties"
+        config.write_text(
+            "security.protocol=SASL_PLAINTEXT\n"
+            f"sasl.mechanism={settings.kafka_sasl_mechanism}\n"
+            "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required"
+            f' username="{settings.kafka_user("upstream")}"'
+            f' password="{settings.kafka_password("upstream")}";\n'
+        )
+        done = subprocess.run(
+            [
+                "java", "-Xmx128m", "-cp", f"{libs}/*", "kafka.tools.ConsoleProducer",
+                "--bootstrap-server", settings.bootstrap, "--topic", topic,
+                "--producer.config", str(config),
+                "--property", "parse.key=true", "--property", "key.separator=|",
+                "--producer-property", "acks=all",
+            ],
+            input=lines,
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )  # fmt: skip
     assert done.returncode == 0, done.stderr.decode(errors="replace")
 
 
@@ -284,7 +301,7 @@ async def test_the_hook_sees_accepted_events_in_order_inside_the_batch_transacti
         settings, ("sales", sold), ("sales", copy), ("sales", conflict), ("partners", p1),
         ("surveys", survey("P-1")),
     )  # fmt: skip
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(settings.pg_dsn("writer"))
     try:
         report = await _processor(settings, hook).process(conn, batch)
     finally:
@@ -311,7 +328,7 @@ async def test_a_failing_hook_rolls_the_whole_batch_back(settings: Settings) -> 
         raise EngineFailed("chain head moved")
 
     batch = _messages(settings, ("partners", registration("P-1")), ("sales", b"not json"))
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(settings.pg_dsn("writer"))
     try:
         with pytest.raises(EngineFailed):
             await _processor(settings, failing).process(conn, batch)
@@ -336,7 +353,7 @@ async def test_the_log_and_the_dead_letters_cannot_be_rewritten(settings: Settin
     """PostgreSQL itself refuses to change a recorded outcome (only a parked one is resolved)
     or a dead letter (only its published mark is set), and to delete either."""
     batch = _messages(settings, ("partners", registration("P-1")), ("sales", b"[]"))
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(admin(settings))
     try:
         await _processor(settings, lambda c, a: _nothing()).process(conn, batch)
         for statement in (
@@ -366,7 +383,7 @@ async def test_reconcile_says_plainly_when_messages_are_unaccounted_for(
     assert done.returncode == 0, done.stdout + done.stderr
     assert "all 2 messages accounted for (2 still pending)" in done.stdout
 
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(admin(settings))
     try:
         await conn.execute(
             "INSERT INTO consumer_positions (group_id, topic, partition, next_offset)"
@@ -398,7 +415,7 @@ async def test_a_failed_batch_stops_the_worker_and_a_new_one_resumes_from_postgr
 
     # Recorded by a process that died before publishing: a dead letter left unpublished.
     [bad] = await send_raw(settings, [("sales", b"P-1", b"{")])
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(admin(settings))
     try:
         processor = _processor(settings, lambda c, a: _nothing())
         await processor.process(conn, [SourceMessage(*bad, b"P-1", b"{")])
@@ -418,7 +435,7 @@ async def test_a_failed_batch_stops_the_worker_and_a_new_one_resumes_from_postgr
     assert "failed and was rolled back" in log and "not a fault of a message" in log
     assert await positions_of(settings) == {**before, bad[:2]: bad[2] + 1}
 
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(admin(settings))
     try:
         await conn.execute("ALTER TABLE orders_away RENAME TO orders")
     finally:

@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from ingest_support import as_bytes, fetch, registration, sale, survey
+from ingest_support import admin, as_bytes, fetch, registration, sale, survey
 
 from ledger import program_store
 from processors import ledger_writer
@@ -57,7 +57,7 @@ CREATE TRIGGER trap BEFORE INSERT ON inbox
 
 
 async def _trap(settings: Settings, marker: str, code: str) -> None:
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(admin(settings))
     try:
         await conn.execute(TRAP.format(marker=marker, code=code))
     finally:
@@ -106,10 +106,10 @@ class Run:
 
 @contextlib.asynccontextmanager
 async def _pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(settings.pg_dsn("owner"))
     await program_store.publish(conn, load_program(EXAMPLE), published_by="test")
     await conn.close()
-    pool = await asyncpg.create_pool(settings.dsn, min_size=1, max_size=2)
+    pool = await asyncpg.create_pool(settings.pg_dsn("writer"), min_size=1, max_size=2)
     try:
         yield pool
     finally:
@@ -210,10 +210,10 @@ async def test_a_lost_connection_is_retried_never_dead_lettered(settings: Settin
     async with _pool(settings) as pool:
         run = Run(settings, pool)
         task = asyncio.create_task(run.isolating.process(batch))
-        admin = await asyncpg.connect(settings.dsn)
+        superuser = await asyncpg.connect(admin(settings))
         try:
             for _ in range(200):
-                sleeping = await admin.fetchval(
+                sleeping = await superuser.fetchval(
                     "SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep'"
                     " AND datname = current_database()"
                 )
@@ -221,9 +221,9 @@ async def test_a_lost_connection_is_retried_never_dead_lettered(settings: Settin
                     break
                 await asyncio.sleep(0.05)
             assert sleeping is not None, "the batch never reached the trap"
-            assert await admin.fetchval("SELECT pg_terminate_backend($1)", sleeping)
+            assert await superuser.fetchval("SELECT pg_terminate_backend($1)", sleeping)
         finally:
-            await admin.close()
+            await superuser.close()
         report = await asyncio.wait_for(task, 60)
     assert (report.applied, report.dead_letters, run.retries) == (6, [], [Failure.TRANSIENT])
 

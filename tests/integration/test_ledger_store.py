@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -19,7 +18,7 @@ from typing import NamedTuple
 import asyncpg
 import msgspec
 import pytest
-from ingest_support import run_cli
+from ingest_support import admin, env_for, run_cli
 
 from ledger import store
 from ledger.balances import account_balances, fold
@@ -48,7 +47,8 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 PARTNERS = ("P-1", "P-2", "P-3")
 LENGTH = 8  # records per partner: checkpoint 1 pins seq 4, checkpoint 2 pins seq 8
 PROGRAM = "northwind"
-APP_ROLE = "incentives_app"
+# The workers' role (migration 0012).
+APP_ROLE = "incentives_writer"
 
 
 # --- building a ledger ------------------------------------------------------------------------
@@ -127,7 +127,7 @@ async def build(conn: asyncpg.Connection, *, checkpoints: bool = True) -> Ledger
 @pytest.fixture
 async def conn(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
     """A superuser connection (the stack's postgres role) to this test's database."""
-    connection = await asyncpg.connect(settings.dsn)
+    connection = await asyncpg.connect(admin(settings))
     try:
         yield connection
     finally:
@@ -137,7 +137,7 @@ async def conn(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
 def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "processors.cli", *args],
-        env=dict(os.environ, INCENTIVES_PG_DSN=settings.dsn),
+        env=env_for(settings),
         capture_output=True, text=True, timeout=120, check=False,
     )
 
@@ -272,7 +272,7 @@ async def test_a_concurrent_writer_waits_for_the_first_and_then_fails(
 ) -> None:
     """The head row lock serialises two writers of one partner: the second blocks until the
     first commits, then finds the head moved and fails."""
-    other = await asyncpg.connect(settings.dsn)
+    other = await asyncpg.connect(admin(settings))
     try:
         first = Chain.empty("P-1").append([draft("P-1", 0)])
         second = Chain.empty("P-1").append([draft("P-1", 1)])
@@ -334,10 +334,12 @@ def _statements() -> list[str]:
 
 
 async def test_the_application_role_may_append_and_checkpoint(conn: asyncpg.Connection) -> None:
-    """The control for the refusals below: as incentives_app the writer's work succeeds."""
+    """The control for the refusals below: as the writer the workers' work succeeds; the
+    checkpoints are the auditor's."""
     await conn.execute(f"SET ROLE {APP_ROLE}")
-    await build(conn)
-    assert await conn.fetchval("SELECT current_user") == APP_ROLE
+    await build(conn, checkpoints=False)
+    await conn.execute("SET ROLE incentives_auditor")
+    await store.take_checkpoint(conn, T0)
     assert (await store.verify_ledger(conn)).ok
 
 
@@ -536,7 +538,9 @@ async def test_audit_verify_passes_a_clean_ledger_and_shows_progress(
 
 async def test_audit_verify_exits_2_when_it_cannot_look(settings: Settings) -> None:
     """'Could not verify' must never read as 'clean' nor as 'tampered'."""
-    unreachable = msgspec.structs.replace(settings, pg_dsn="postgresql://nobody@127.0.0.1:1/x")
+    unreachable = msgspec.structs.replace(
+        settings, pg_auditor_dsn="postgresql://nobody@127.0.0.1:1/x"
+    )
     result = cli(unreachable, "audit", "verify")
     assert result.returncode == 2
     assert "cannot use the ledger database" in result.stderr

@@ -38,9 +38,14 @@ async def test_batches_in_postgres_equal_the_offline_reference(settings: Setting
     reference = Books()
     expected = run(messages, reference, [compile_program(loaded.program)])
 
-    conn = await asyncpg.connect(settings.dsn)
+    owner = await asyncpg.connect(settings.pg_dsn("owner"))
     try:
-        await program_store.publish(conn, loaded, published_by="test")
+        await program_store.publish(owner, loaded, published_by="test")
+    finally:
+        await owner.close()
+    # The ledger stage as the worker runs it, as the workers' role.
+    conn = await asyncpg.connect(settings.pg_dsn("writer"))
+    try:
         programs = await ledger_writer.Programs().refresh(conn)
         for start in range(0, len(messages), 97):
             async with conn.transaction():
@@ -51,9 +56,13 @@ async def test_batches_in_postgres_equal_the_offline_reference(settings: Setting
         }
         count = await conn.fetchval("SELECT count(*) FROM ledger_records")
         spend = await conn.fetch("SELECT program_id, version, spent FROM program_spend")
-        report = await verify_ledger(conn)
     finally:
         await conn.close()
+    auditor = await asyncpg.connect(settings.pg_dsn("auditor"))
+    try:
+        report = await verify_ledger(auditor)
+    finally:
+        await auditor.close()
 
     assert count == len(expected.records) > 500
     assert heads == {p: (h.seq, h.hash) for p, h in reference.heads.items()}

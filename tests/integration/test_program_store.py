@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import asyncpg
 import pytest
+from ingest_support import admin, env_for
 
 from ledger import program_store
 from schemas.program_loader import load_program, parse_program
@@ -18,7 +18,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "programs" / "example-channel-20
 
 
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, INCENTIVES_PG_DSN=settings.dsn)
+    env = env_for(settings)
     return subprocess.run(
         [sys.executable, "-m", "processors.cli", "programs", *args],
         env=env,
@@ -46,7 +46,7 @@ async def test_publish_twice_is_a_no_op_and_show_returns_the_exact_bytes(
 
 
 async def test_same_version_with_other_text_is_refused(settings: Settings) -> None:
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(settings.pg_dsn("owner"))
     try:
         await program_store.publish(conn, load_program(EXAMPLE), published_by="a")
         changed = EXAMPLE.read_bytes().replace(b"name: Northwind", b"name: Southwind")
@@ -62,7 +62,7 @@ async def test_same_version_with_other_text_is_refused(settings: Settings) -> No
 
 
 async def test_tampered_text_is_detected_on_read(settings: Settings) -> None:
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(admin(settings))
     try:
         await program_store.publish(conn, load_program(EXAMPLE), published_by="a")
         with pytest.raises(asyncpg.RestrictViolationError, match="append-only"):

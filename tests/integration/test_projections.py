@@ -16,7 +16,7 @@ from pathlib import Path
 import asyncpg
 import msgspec
 import pytest
-from ingest_support import run_cli
+from ingest_support import admin, run_cli
 
 import projections
 from ledger import program_store, store
@@ -39,7 +39,8 @@ from schemas.streams import MESSAGE_TYPES, Message, stream_of
 EXAMPLE = Path(__file__).resolve().parents[2] / "programs" / "example-channel-2026.yaml"
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-APP_ROLE = "incentives_app"
+# The workers' role (migration 0012).
+APP_ROLE = "incentives_writer"
 BATCH = 97
 # How long a test waits for PostgreSQL to show a lock wait before it fails (not a timing
 # assertion: the test passes as soon as the wait shows).
@@ -48,7 +49,9 @@ LOCK_WAIT_DEADLINE_S = 30.0
 
 @pytest.fixture
 async def conn(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(settings.dsn)
+    """The superuser (some tests take the database back to before a migration); the test of
+    the writer's grants sets its role."""
+    connection = await asyncpg.connect(admin(settings))
     try:
         yield connection
     finally:
@@ -227,8 +230,8 @@ def _transfer_records(
 async def test_concurrent_writers_of_a_shared_account_add_up(settings: Settings) -> None:
     """Two writers of other partners post to the same shared accounts. The second waits on
     the first's row locks, then adds to what the first committed: no update is lost."""
-    first = await asyncpg.connect(settings.dsn)
-    second = await asyncpg.connect(settings.dsn)
+    first = await asyncpg.connect(settings.pg_dsn("writer"))
+    second = await asyncpg.connect(settings.pg_dsn("writer"))
     try:
         async with first.transaction():
             await projections.apply(first, _transfer_records("P-1", [100, 20]), {})
@@ -276,7 +279,7 @@ async def test_a_batch_waiting_on_a_rebuild_adds_its_records_after_it(
     await _write_batches(conn, messages[:half])
     records_before = await conn.fetchval("SELECT count(*) FROM ledger_records")
     programs = await ledger_writer.Programs().refresh(conn)
-    writer = await asyncpg.connect(settings.dsn)
+    writer = await asyncpg.connect(settings.pg_dsn("writer"))
     try:
         rebuilding = conn.transaction()
         await rebuilding.start()
@@ -314,7 +317,9 @@ async def test_a_rebuild_waits_for_a_batch_that_updated_the_projections(
                                  " WHERE account LIKE 'program:%' AND asset = 'EUR'")
     records = _transfer_records("P-NEW", [70, 8], source=source,
                                 target="partner:P-NEW:available")
-    writer = await asyncpg.connect(settings.dsn)
+    # The superuser: it watches the rebuild's backend in pg_stat_activity, which a role
+    # without pg_read_all_stats may not see the wait of.
+    writer = await asyncpg.connect(admin(settings))
     try:
         batch = writer.transaction()
         await batch.start()
@@ -335,8 +340,8 @@ async def test_a_rebuild_waits_for_a_batch_that_updated_the_projections(
 async def test_the_application_role_keeps_checks_and_rebuilds_the_projections(
     conn: asyncpg.Connection,
 ) -> None:
-    """Migration 0008's grants are enough for the worker's role: a batch, a check and a
-    rebuild all run as incentives_app."""
+    """Migration 0010's grants are enough for the worker's role: a batch, a check and a
+    rebuild all run as incentives_writer."""
     await program_store.publish(conn, load_program(EXAMPLE), published_by="test")
     programs = await ledger_writer.Programs().refresh(conn)
     messages = _messages(5, 60)

@@ -160,7 +160,7 @@ async def test_the_python_publisher_validates_before_sending(settings: Settings)
             await publisher.publish(future)
     assert refused.value.rejection.code == RejectCode.FUTURE_TIMESTAMP
     topics = [settings.topic(s) for s in ("partners", "surveys")]
-    ends = await end_offsets(settings.bootstrap, topics)
+    ends = await end_offsets(settings, topics)
     assert sum(ends.values()) == 1
     assert publisher.acknowledged == 1
 

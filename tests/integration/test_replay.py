@@ -10,7 +10,7 @@ from pathlib import Path
 
 import asyncpg
 import msgspec
-from ingest_support import Worker, run_cli, wait_consumed
+from ingest_support import Worker, admin, run_cli, wait_consumed
 
 from ledger import program_store
 from ledger.core import (
@@ -36,7 +36,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "programs" / "example-channel-20
 async def test_replay_of_a_workers_ledger_is_identical_and_a_forged_record_is_named(
     settings: Settings, tmp_path: Path
 ) -> None:
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(settings.pg_dsn("owner"))
     await program_store.publish(conn, load_program(EXAMPLE), published_by="test")
     await conn.close()
     async with Publisher(settings) as publisher:
@@ -51,7 +51,7 @@ async def test_replay_of_a_workers_ledger_is_identical_and_a_forged_record_is_na
 
     # A payout appended at the end of a chain by someone with write access, sealed with a
     # correct hash and head: `audit verify` has no checkpoint after it to disagree with.
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(settings.pg_dsn("writer"))
     try:
         row = await conn.fetchrow(
             "SELECT head_seq, head_hash FROM partner_state WHERE partner_id = 'P-00001'"
@@ -82,7 +82,7 @@ async def test_replay_of_a_workers_ledger_is_identical_and_a_forged_record_is_na
 
     # An amount edited on both legs of a record: it still balances and its hash column is
     # untouched, so only the stored content, compared with the replay's, can tell.
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(admin(settings))
     try:
         target = await conn.fetchrow(
             "SELECT r.record_id, r.partner_id, r.seq FROM ledger_records r"

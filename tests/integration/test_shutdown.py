@@ -32,7 +32,7 @@ async def _accounted(settings: Settings) -> tuple[int, int]:
 async def test_sigterm_mid_backlog_stops_cleanly_and_a_new_worker_finishes(
     settings: Settings, tmp_path: Path
 ) -> None:
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(settings.pg_dsn("owner"))
     await program_store.publish(conn, load_program(EXAMPLE), published_by="test")
     await conn.close()
     messages = [ANY.decode(msgspec.json.encode(m)) for m in generate(partners=30, sales=6_000)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 
 import asyncpg
+from ingest_support import admin
 
 from processors import smoke
 from processors.offsets import end_offsets
@@ -25,7 +26,7 @@ async def test_every_message_lands_exactly_once_across_a_killed_worker(
     log = str(tmp_path / "worker.log")
     worker = smoke.start_worker(settings, topic, group, log)
     try:
-        first = await smoke.wait_for_rows(settings.dsn, topic, MESSAGES // 4, 120)
+        first = await smoke.wait_for_rows(admin(settings), topic, MESSAGES // 4, 120)
     finally:
         worker.send_signal(signal.SIGKILL)
         worker.wait()
@@ -33,12 +34,12 @@ async def test_every_message_lands_exactly_once_across_a_killed_worker(
 
     worker = smoke.start_worker(settings, topic, group, log)
     try:
-        await smoke.wait_for_rows(settings.dsn, topic, MESSAGES, 180)
+        await smoke.wait_for_rows(admin(settings), topic, MESSAGES, 180)
     finally:
         worker.terminate()
         worker.wait(timeout=60)
 
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(admin(settings))
     try:
         values = await conn.fetch("SELECT value FROM smoke_deliveries WHERE topic = $1", topic)
         stored = await conn.fetch(
@@ -49,7 +50,7 @@ async def test_every_message_lands_exactly_once_across_a_killed_worker(
     assert sorted(int(r["value"]) for r in values) == list(range(MESSAGES))
     # The positions in PostgreSQL are exactly the end of every partition: nothing pending,
     # nothing skipped past.
-    ends = await end_offsets(settings.bootstrap, [topic])
+    ends = await end_offsets(settings, [topic], "worker")
     assert len(ends) == settings.topic_partitions
     assert {r["partition"]: r["next_offset"] for r in stored} == {
         p: end for (_, p), end in ends.items() if end > 0

@@ -43,7 +43,7 @@ def _worker(settings: Settings) -> BatchProcessor:
 async def test_of_two_workers_on_one_partition_one_writes_and_the_stale_one_drops_its_batch(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(settings.pg_dsn("owner"))
     await program_store.publish(conn, load_program(EXAMPLE), published_by="test")
     await conn.close()
     partners, sales = settings.topic("partners"), settings.topic("sales")
@@ -51,7 +51,8 @@ async def test_of_two_workers_on_one_partition_one_writes_and_the_stale_one_drop
         SourceMessage(sales, 0, n, b"P-1", as_bytes(_hardware(sale("P-1", f"SO-{n}"))))
         for n in range(40)
     ]
-    first, second = await asyncpg.connect(settings.dsn), await asyncpg.connect(settings.dsn)
+    writer = settings.pg_dsn("writer")
+    first, second = await asyncpg.connect(writer), await asyncpg.connect(writer)
     try:
         with caplog.at_level(logging.WARNING, logger="processors.ingest"):
             reports = await asyncio.gather(

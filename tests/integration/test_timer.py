@@ -13,7 +13,7 @@ from pathlib import Path
 
 import asyncpg
 import msgspec
-from ingest_support import Worker, fetch, registration, sale, wait_consumed
+from ingest_support import Worker, admin, fetch, registration, sale, wait_consumed
 
 from ledger import program_store
 from ledger.store import verify_ledger
@@ -73,7 +73,7 @@ async def _close_records(settings: Settings, month: str) -> list[asyncpg.Record]
 async def test_months_close_and_holds_release_as_event_time_passes(
     settings: Settings, tmp_path: Path
 ) -> None:
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(settings.pg_dsn("owner"))
     await program_store.publish(conn, load_program(EXAMPLE), published_by="test")
     await conn.close()
     traffic = _traffic()
@@ -145,7 +145,7 @@ async def test_months_close_and_holds_release_as_event_time_passes(
 
 
 async def _assert_replay_equals_live(settings: Settings) -> None:
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(admin(settings))
     try:
         bodies = await conn.fetch("SELECT body FROM inbox ORDER BY arrival_seq")
         stored = await conn.fetch(
@@ -173,7 +173,7 @@ async def test_with_fewer_partners_than_partitions_months_still_close(
     event; once they (and then the quiet busy ones) consumed nothing for idle_partition_s
     (2 s here) with nothing waiting, they stop holding event time back and January closes
     by itself. Before, it never would: an empty partition held the watermark for good."""
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(settings.pg_dsn("owner"))
     await program_store.publish(conn, load_program(EXAMPLE), published_by="test")
     await conn.close()
     partners = ["P-A", "P-B", "P-C"]

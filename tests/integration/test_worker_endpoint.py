@@ -114,7 +114,7 @@ def _json_line(line: str) -> dict[str, Any]:
 
 
 async def _publish_program(settings: Settings) -> None:
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await asyncpg.connect(settings.pg_dsn("owner"))
     try:
         await program_store.publish(conn, load_program(EXAMPLE), published_by="test")
     finally:
