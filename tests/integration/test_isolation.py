@@ -29,7 +29,7 @@ from processors.ingest import Accepted, BatchProcessor, SourceMessage
 from processors.isolation import Failure, Hooks, Isolating, RetryPolicy, WorkerStop, pooled
 from schemas.events import SaleRecorded
 from schemas.program_loader import load_program
-from schemas.settings import Settings
+from schemas.settings import LOCAL_PG_ROLES, Settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "programs" / "example-channel-2026.yaml"
 NOW = datetime(2026, 4, 1, tzinfo=UTC)
@@ -38,6 +38,7 @@ NOW = datetime(2026, 4, 1, tzinfo=UTC)
 # with marker '', on the first row only: a sequence is not rolled back with the batch.
 TRAP = """
 CREATE SEQUENCE trap_calls;
+GRANT USAGE ON SEQUENCE trap_calls TO {writer};
 CREATE FUNCTION trap() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF (TG_ARGV[0] = '' AND nextval('trap_calls') = 1)
@@ -59,7 +60,7 @@ CREATE TRIGGER trap BEFORE INSERT ON inbox
 async def _trap(settings: Settings, marker: str, code: str) -> None:
     conn = await asyncpg.connect(admin(settings))
     try:
-        await conn.execute(TRAP.format(marker=marker, code=code))
+        await conn.execute(TRAP.format(marker=marker, code=code, writer=LOCAL_PG_ROLES["writer"]))
     finally:
         await conn.close()
 
