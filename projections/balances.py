@@ -35,10 +35,10 @@ ledger with the same `fold`.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
-from ledger.core import Record, RecordKind
+from ledger.core import Posting, RecordKind
 from projections.rows import Rows, Table, columns_of
 
 if TYPE_CHECKING:
@@ -71,7 +71,23 @@ def month_of(moment: dt.datetime) -> dt.date:
     return dt.date(utc.year, utc.month, 1)
 
 
-def partner_movements(record: Record) -> dict[str, tuple[int, int]]:
+class Posted(Protocol):
+    """What the fold reads of a record (``ledger.core.Record`` is one)."""
+
+    @property
+    def partner_id(self) -> str: ...
+
+    @property
+    def kind(self) -> RecordKind: ...
+
+    @property
+    def occurred_at(self) -> dt.datetime: ...
+
+    @property
+    def postings(self) -> Sequence[Posting]: ...
+
+
+def partner_movements(record: Posted) -> dict[str, tuple[int, int]]:
     """Per asset, what ``record`` changed of its partner's (pending, available)."""
     pending = f"partner:{record.partner_id}:pending"
     available = f"partner:{record.partner_id}:available"
@@ -86,7 +102,7 @@ def partner_movements(record: Record) -> dict[str, tuple[int, int]]:
     return out
 
 
-def fold(records: Iterable[Record], into: Rows | None = None) -> Rows:
+def fold(records: Iterable[Posted], into: Rows | None = None) -> Rows:
     """Add the records' movements to ``into`` (a new dict when None) and return it."""
     rows: Rows = {} if into is None else into
     for record in records:
@@ -123,7 +139,7 @@ ON CONFLICT (partner_id, asset, month) DO UPDATE SET {_ADD}
 """
 
 
-async def apply(conn: asyncpg.Connection, records: Iterable[Record]) -> int:
+async def apply(conn: asyncpg.Connection, records: Iterable[Posted]) -> int:
     """Add a batch's records to the stored months: one statement, rows in key order."""
     rows = fold(records)
     if rows:

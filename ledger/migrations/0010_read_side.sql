@@ -13,6 +13,11 @@
 DROP TABLE account_balances;
 DROP TABLE partner_tiers;
 
+-- Statements and point-in-time balances read one partner's records of a span of event
+-- time in (occurred_at, seq) order, paged by that key: the index now ends with seq.
+DROP INDEX ledger_records_partner_occurred_idx;
+CREATE INDEX ledger_records_partner_occurred_idx ON ledger_records (partner_id, occurred_at, seq);
+
 -- Per partner, asset and UTC calendar month of occurred_at: the month's net change of the
 -- partner's pending and available accounts, and the same by kind of movement (see
 -- projections/balances.py). A balance as of any moment is the sum of the earlier months
