@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from processors import cli_ingest, cli_ledger, cli_programs, cli_projections
+from processors import cli_finance, cli_ingest, cli_ledger, cli_programs, cli_projections
 from schemas.settings import Settings, SettingsError, load_settings
 
 Handler = Callable[[Settings, argparse.Namespace], int]
@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_ledger.register(sub)
     cli_ingest.register(sub)
     cli_projections.register(sub)
+    cli_finance.register(sub)
 
     p = sub.add_parser("stack", help="the local Kafka and PostgreSQL")
     p.add_argument("action", choices=["up", "down", "status", "logs", "reset"])

@@ -64,6 +64,14 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     # Log lines: "text" for a terminal, "json" (one object per line) for a log collector.
     log_format: Literal["text", "json"] = "text"
 
+    # The finance API (`incentives api`): where it listens; port 0 picks a free one, which
+    # it logs. Use 0.0.0.0 in a container.
+    api_host: str = "127.0.0.1"
+    api_port: Annotated[int, msgspec.Meta(ge=0, le=65_535)] = 19_500
+    # The database the API and the query commands read, in read-only transactions. Empty
+    # means pg_dsn; set it to a read-only role's DSN where the database has one.
+    read_dsn: str = ""
+
     @property
     def bootstrap(self) -> str:
         return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
@@ -71,6 +79,11 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     @property
     def dsn(self) -> str:
         return self.pg_dsn or f"postgresql://postgres@127.0.0.1:{self.pg_port}/{self.pg_database}"
+
+    @property
+    def reader_dsn(self) -> str:
+        """The DSN of the read side (the finance API and the query commands)."""
+        return self.read_dsn or self.dsn
 
     def topic(self, stream: str) -> str:
         return self.topic_prefix + stream

@@ -1,0 +1,25 @@
+"""The read side's connections: every one read-only.
+
+The finance API and the query commands connect here, and only here, to the DSN
+``Settings.reader_dsn`` (``read_dsn``, or else the ledger's ``pg_dsn``): where the database has
+a read-only role, pointing ``read_dsn`` at it is the one change to make. Independently of the
+role, every session is opened with ``default_transaction_read_only``, so a query of the read
+side cannot write even through a role that could.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+READ_ONLY = {"default_transaction_read_only": "on", "application_name": "incentives-read"}
+
+
+async def connect(dsn: str) -> asyncpg.Connection:
+    return await asyncpg.connect(dsn, server_settings=READ_ONLY)
+
+
+async def pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    created = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
+                                        server_settings=READ_ONLY)
+    assert created is not None
+    return created
