@@ -42,10 +42,10 @@ class Wiring:
     producer: Any = None
     key_cache: dict[str, tuple[float, keys.Principal | None]] = field(default_factory=dict)
 
-    async def start(self) -> None:
+    async def start(self, app: object = None) -> None:
         self.pool = await db.pool(self.settings.reader_dsn)
 
-    async def stop(self) -> None:
+    async def stop(self, app: object = None) -> None:
         if self.producer is not None:
             await self.producer.stop()
         if self.pool is not None:
@@ -135,8 +135,8 @@ def create_app(settings: Settings) -> Litestar:
     return Litestar(
         route_handlers=[health, metrics, openapi, *routes.HANDLERS],
         state=State({"wiring": state}),
-        on_startup=[lambda app: state.start()],
-        on_shutdown=[lambda app: state.stop()],
+        on_startup=[state.start],
+        on_shutdown=[state.stop],
         dependencies={"conn": Provide(provide_conn), "principal": Provide(provide_principal)},
         exception_handlers={
             problems.ApiError: problems.on_api_error,
