@@ -101,6 +101,15 @@ async def provide_principal(request: Request[Any, Any, Any], state: State,
     return found
 
 
+async def refuse_nul(request: Request[Any, Any, Any]) -> None:
+    """Text with U+0000 cannot reach PostgreSQL (it has no such character): a 400, before
+    any handler runs, wherever it hides (path or query)."""
+    if "\x00" in request.url.path or any("\x00" in k or any("\x00" in v for v in values)
+                                         for k, values in request.query_params.dict().items()):
+        raise problems.bad_request("a parameter holds the character U+0000, which no id, date "
+                                   "or code may contain")
+
+
 @get("/health", include_in_schema=True, tags=["operations"])
 async def health(state: State) -> Response[dict[str, Any]]:
     """200 while the database answers within 2 s, else 503."""
@@ -144,6 +153,7 @@ def create_app(settings: Settings) -> Litestar:
             Exception: problems.on_unexpected,
         },
         middleware=[state.metrics.middleware],
+        before_request=refuse_nul,
         openapi_config=OpenAPIConfig(
             title="Channel incentive ledger: finance API", version="1.0.0",
             description=__doc__, path="/docs",
