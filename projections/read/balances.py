@@ -87,8 +87,9 @@ def to_figures(values: Sequence[int]) -> Figures:
 
 async def balances(conn: asyncpg.Connection, partner_id: str, before: dt.datetime | None,
                    as_of: str | None = None) -> PartnerBalances:
-    await require_partner(conn, partner_id)
     found = await figures(conn, partner_id, before)
+    if not found:  # no movement yet, or no such partner: only then a second look
+        await require_partner(conn, partner_id)
     return PartnerBalances(
         partner_id=partner_id, as_of=as_of, counted_before=before,
         balances=[AssetBalance(asset=a, figures=to_figures(v)) for a, v in sorted(found.items())])
