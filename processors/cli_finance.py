@@ -126,6 +126,11 @@ def _title(answer: object) -> str:
         return f"tiers of partner {answer.partner_id} {when}:"
     if isinstance(answer, read.types.Leaderboard | read.types.TeamStandings):
         return f"{answer.metric} {answer.currency} over {answer.period}:".replace("  ", " ")
+    if isinstance(answer, read.types.SpendReport):
+        return ("program spend against budget (currency awards net of clawbacks, plus the "
+                "cost of non-cash awards), and the program's points:")
+    if isinstance(answer, read.types.RefusalPage):
+        return "refused commands (nothing was posted for them):"
     return ""
 
 
