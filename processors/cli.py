@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from processors import cli_ingest, cli_ledger, cli_programs, cli_projections
+from processors import cli_finance, cli_ingest, cli_ledger, cli_programs, cli_projections
 from schemas.settings import Settings, SettingsError, load_settings
 
 Handler = Callable[[Settings, argparse.Namespace], int]
@@ -126,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_ledger.register(sub)
     cli_ingest.register(sub)
     cli_projections.register(sub)
+    cli_finance.register(sub)
 
     p = sub.add_parser("stack", help="the local Kafka and PostgreSQL")
     p.add_argument("action", choices=["up", "down", "status", "logs", "reset", "env-file"])

@@ -29,8 +29,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     a.add_argument("--by", default=getpass.getuser(), help="who publishes (recorded)")
     a.set_defaults(handler=_publish)
 
-    a = actions.add_parser("show", help="print a published version's exact text")
-    a.add_argument("program_id")
+    a = actions.add_parser("show", help="print a published version's exact text "
+                           "(PROGRAM_ID, PROGRAM_ID@VERSION or PROGRAM_ID --version N)")
+    a.add_argument("program_id", metavar="PROGRAM_ID[@VERSION]")
     a.add_argument("--version", type=int)
     a.set_defaults(handler=_show)
 
@@ -97,8 +98,16 @@ async def _fetch(
 
 
 def _show(settings: Settings, args: argparse.Namespace) -> int:
+    program_id, version = args.program_id, args.version
+    if "@" in program_id:  # PROGRAM_ID@VERSION, as `programs diff` takes it
+        program_id, _, text = program_id.partition("@")
+        if not text.isdigit() or (version is not None and version != int(text)):
+            print(f"incentives: {args.program_id!r}: expected PROGRAM_ID@VERSION with a "
+                  "whole version number (and no other --version)", file=sys.stderr)
+            return 1
+        version = int(text)
     try:
-        stored = asyncio.run(_fetch(settings, args.program_id, args.version))
+        stored = asyncio.run(_fetch(settings, program_id, version))
     except program_store.ProgramStoreError as exc:
         print(f"incentives: {exc}", file=sys.stderr)
         return 1

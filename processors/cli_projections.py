@@ -1,4 +1,4 @@
-"""`incentives projections check | rebuild`: the read models against the ledger.
+"""`incentives projections check | rebuild`: every read model against the ledger.
 
 Exit codes, as for `audit verify`: 0 the projections agree with the ledger (check) or were
 rebuilt (rebuild), 1 check found differences, 2 the command could not run (database
@@ -8,41 +8,64 @@ unreachable, ...).
 from __future__ import annotations
 
 import argparse
-from datetime import datetime
+from collections.abc import Sequence
 
 import asyncpg
 
 import projections
 from processors.cli_ledger import _run
-from projections.tiers import Tier
+from processors.engine import CompiledProgram
+from processors.ledger_writer import Programs, stored_states
+from processors.projection_feed import partner_facts
+from processors.refusals import stored_refusals
+from projections.facts import PartnerFacts, Refusal
 from schemas.settings import Settings
+
+# Differences printed in full; the count says how many more there are.
+SHOWN_MAX = 50
+
+
+class StoredFacts:
+    """The engine's facts of every stored partner state and every stored refusal: what
+    ``projections.diff`` and ``projections.rebuild`` need beside the ledger."""
+
+    def __init__(self, programs: Sequence[CompiledProgram]) -> None:
+        self.programs = programs
+
+    async def facts(self, conn: asyncpg.Connection) -> list[PartnerFacts]:
+        return [partner_facts(s, self.programs, None) for s in await stored_states(conn)]
+
+    async def refusals(self, conn: asyncpg.Connection) -> list[Refusal]:
+        return [Refusal(**r) for r in await stored_refusals(conn)]  # type: ignore[arg-type]
+
+
+async def fact_source(conn: asyncpg.Connection) -> StoredFacts:
+    return StoredFacts(await Programs().refresh(conn))
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("projections", help="check or rebuild the balance and tier projections")
+    p = sub.add_parser("projections", help="check or rebuild the read models finance reads")
     actions = p.add_subparsers(dest="projections_action", required=True)
 
-    a = actions.add_parser("check", help="compare the projections with a rebuild from the "
+    a = actions.add_parser("check", help="compare every projection with a rebuild from the "
                            "ledger; list every difference and exit 1 on any")
     a.set_defaults(handler=_check)
 
-    a = actions.add_parser("rebuild", help="recompute the projections from the ledger, in "
+    a = actions.add_parser("rebuild", help="recompute every projection from the ledger, in "
                            "one transaction that locks them; list what it repaired")
     a.set_defaults(handler=_rebuild)
 
 
 def _check(settings: Settings, args: argparse.Namespace) -> int:
     async def work(conn: asyncpg.Connection) -> int:
-        report = await projections.diff(conn)
-        for line in _difference_lines(report):
-            print(line)
+        report = await projections.diff(conn, await fact_source(conn))
+        _print_differences(report, "DIFFERENCE")
+        rows = _rows(report.rows)
         if report.ok:
-            print(f"projections agree with the ledger: {report.balances:,} balances, "
-                  f"{report.tiers:,} tiers")
+            print(f"projections agree with the ledger: {rows}")
             return 0
-        print(f"projections differ from the ledger: {len(report.balance_differences):,} of "
-              f"{report.balances:,} balances, {len(report.tier_differences):,} of "
-              f"{report.tiers:,} tiers; `incentives projections rebuild` repairs them")
+        print(f"projections differ from the ledger: {len(report.differences):,} rows differ "
+              f"(a rebuild has {rows}); `incentives projections rebuild` repairs them")
         return 1
 
     return _run(settings, "reader", work)
@@ -50,33 +73,22 @@ def _check(settings: Settings, args: argparse.Namespace) -> int:
 
 def _rebuild(settings: Settings, args: argparse.Namespace) -> int:
     async def work(conn: asyncpg.Connection) -> int:
-        rebuilt = await projections.rebuild(conn)
-        for line in _difference_lines(rebuilt.repaired):
-            print(f"repaired: {line}")
-        print(f"projections rebuilt from the ledger: {rebuilt.balance_rows:,} balance rows, "
-              f"{rebuilt.tier_rows:,} tiers; {len(rebuilt.repaired.balance_differences):,} "
-              f"balances and {len(rebuilt.repaired.tier_differences):,} tiers differed")
+        rebuilt = await projections.rebuild(conn, await fact_source(conn))
+        _print_differences(rebuilt.repaired, "repaired")
+        print(f"projections rebuilt from the ledger: {_rows(rebuilt.rows)}; "
+              f"{len(rebuilt.repaired.differences):,} rows differed")
         return 0
 
     return _run(settings, "writer", work)
 
 
-def _difference_lines(report: projections.Report) -> list[str]:
-    lines = [
-        f"DIFFERENCE balance {d.account} {d.asset}: stored {d.stored}, expected {d.expected}"
-        for d in report.balance_differences
-    ]
-    lines += [
-        f"DIFFERENCE tier of partner {d.partner_id} in program {d.program_id}: "
-        f"stored {_tier(d.stored)}, expected {_tier(d.expected)}"
-        for d in report.tier_differences
-    ]
-    return lines
+def _print_differences(report: projections.Report, label: str) -> None:
+    lines = report.lines()
+    for line in lines[:SHOWN_MAX]:
+        print(f"{label}: {line}")
+    if len(lines) > SHOWN_MAX:
+        print(f"... and {len(lines) - SHOWN_MAX:,} more")
 
 
-def _tier(tier: Tier | None) -> str:
-    return "none" if tier is None else f"{tier.tier} since {_iso(tier.since)}"
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
+def _rows(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {n:,}" for name, n in counts.items())

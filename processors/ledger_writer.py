@@ -31,8 +31,10 @@ import projections
 from ledger import program_store
 from ledger.core import GENESIS_HASH, ChainHead
 from ledger.store import append
+from processors import projection_feed
 from processors.engine import (
     CompiledProgram,
+    PartnerState,
     compile_program,
     decode_order,
     decode_state,
@@ -117,7 +119,8 @@ def hook(
     programs = Programs()
 
     async def apply_accepted(conn: asyncpg.Connection, accepted: list[Accepted]) -> list[Accepted]:
-        outcome = await write(conn, [a.message for a in accepted], await programs.refresh(conn))
+        outcome = await write(conn, [a.message for a in accepted], await programs.refresh(conn),
+                              accepted=accepted)
         if on_appended is not None:
             on_appended(len(outcome.records))
         refused = {r.message.event_id for r in outcome.refused}
@@ -127,9 +130,14 @@ def hook(
 
 
 async def write(
-    conn: asyncpg.Connection, messages: Sequence[Message], programs: Sequence[CompiledProgram]
+    conn: asyncpg.Connection,
+    messages: Sequence[Message],
+    programs: Sequence[CompiledProgram],
+    *,
+    accepted: Sequence[Accepted] = (),
 ) -> Outcome:
-    """Apply accepted messages, in order, inside the caller's transaction."""
+    """Apply accepted messages, in order, inside the caller's transaction; ``accepted``
+    (the same messages with where they came from) feeds the freshness projection."""
     assert conn.is_in_transaction(), "the ledger stage runs in the batch's transaction"
     if not messages:
         return Outcome()
@@ -137,7 +145,8 @@ async def write(
     budgets_before = dict(books.budgets)
     outcome = run(messages, books, programs)
     await append(conn, outcome.records)
-    await projections.apply(conn, outcome.records, {p: books.states[p] for p in outcome.touched})
+    await projections.apply(
+        conn, projection_feed.batch(messages, outcome, books.states, programs, accepted))
     await _save(conn, books, outcome, budgets_before)
     return outcome
 
@@ -229,3 +238,11 @@ async def _save(
                 for r in outcome.refused
             ],
         )
+
+
+async def stored_states(conn: asyncpg.Connection) -> list[PartnerState]:
+    """Every stored partner state (without its orders, which live apart), in partner order:
+    what ``incentives projections check|rebuild`` measures the engine's facts from."""
+    rows = await conn.fetch(
+        "SELECT state FROM partner_state WHERE state <> '{}'::jsonb ORDER BY partner_id")
+    return [decode_state(r["state"]) for r in rows]

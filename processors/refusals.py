@@ -58,3 +58,11 @@ OUTBOX = Outbox(
 )
 # Send the unpublished refusals of some source partitions (see processors.outbox).
 publish_pending = OUTBOX.publish_pending
+
+
+async def stored_refusals(conn: asyncpg.Connection) -> list[dict[str, object]]:
+    """Every stored refusal (what the read side's refusals projection is rebuilt from)."""
+    rows = await conn.fetch(
+        """SELECT event_id, partner_id, event_type, code, path, message, occurred_at
+           FROM command_refusals ORDER BY partner_id, event_id""")
+    return [dict(r) for r in rows]

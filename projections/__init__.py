@@ -1,20 +1,33 @@
-"""Read models folded from the ledger, kept in step with it by the ledger stage.
+"""Read models folded from the ledger, kept in step with it by the ledger stage, and the
+finance read side over them (queries in `projections.read`, the HTTP API in
+`projections.api`).
 
-- ``account_balances`` (`projections.balances`): the running sum of the postings per
-  (account, asset), so finance reads current balances without scanning the ledger.
-- ``partner_tiers`` (`projections.tiers`): each partner's current tier per program, since
-  when, from the partner states.
+Tables (ledger/migrations/0013_read_side.sql), each owned by one module here:
 
-The ledger stage (processors/ledger_writer.py) calls `apply` in each batch's transaction,
-after the append, so the projections commit or roll back with the records. Both can be
-rebuilt at any time from the ledger and partner_state (`rebuild`; ``incentives projections
-rebuild``) and compared with such a rebuild (`diff`; ``incentives projections check``).
-Tables and privileges: ledger/migrations/0008_projections.sql.
+- ``partner_months`` (`projections.balances`): per partner, asset and month, the net change
+  of the partner's pending and available balances and the same by kind (earned, paid,
+  redeemed, expired, clawed back, ...): current and point-in-time balances and statements.
+- ``partner_spend`` (`projections.spend`): what each program paid each partner; program
+  spend against budget and points issued are sums over partners.
+- ``partner_tier_changes`` and ``partner_tiers`` (`projections.tiers`): tier history (the
+  tier as of any moment) and the current tier with the gap to the next one.
+- ``partner_activity`` and ``partners`` (`projections.activity`): what leaderboards and team
+  standings rank, and the partner directory.
+- ``partner_refusals`` (`projections.refusals`) and ``partition_freshness``
+  (`projections.freshness`).
 
-Dependencies: ``ledger`` only (never ``processors``); asyncpg only for type checking, so the
-folds are importable and testable without a database driver.
+The ledger stage calls `apply` with a `Batch` in each batch's transaction, after the
+append; `diff` and `rebuild` (``incentives projections check|rebuild``) fold the whole
+ledger with the same pure folds. What no record says (tier progress, activity, profiles,
+refusals) comes from the processors through a `FactSource`, as typed values
+(`projections.facts`): projections never import processors and never read another
+package's JSON.
 """
 
-from projections.sync import Rebuilt, Report, apply, diff, rebuild
+from projections.facts import Batch, PartnerFacts
+from projections.sync import TABLES, FactSource, Rebuilt, Report, apply, diff, rebuild
 
-__all__ = ["Rebuilt", "Report", "apply", "diff", "rebuild"]
+__all__ = [
+    "TABLES", "Batch", "FactSource", "PartnerFacts", "Rebuilt", "Report", "apply", "diff",
+    "rebuild",
+]

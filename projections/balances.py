@@ -1,162 +1,148 @@
-"""The balance projection: ``account_balances``, the running sum of postings per (account, asset).
+"""Partner balances per asset and month: ``partner_months``.
 
-Finance reads current balances here without scanning the ledger. The table is kept in step
-by the ledger stage: in the batch's transaction, right after the batch's records are
-appended, `apply` adds what those records posted. `balance_deltas` (pure) sums them per
-(account, asset) in Python, so that one statement upserts each pair once with
-``amount = account_balances.amount + EXCLUDED.amount``, whatever the batch's size.
+One row per (partner, asset, calendar month of ``occurred_at`` in UTC) that some record
+posted to the partner's own accounts in. It holds the month's net change of
+``partner:<id>:pending`` and ``partner:<id>:available`` and the same movements by kind:
 
-Deadlocks. Shared accounts (``program:<id>:expense``, ``payout:clearing``, ...) are written
-by every writer, whatever its partners. The deltas go to PostgreSQL sorted by (account,
-asset) in code point order, which is the order of the table's ``COLLATE "C"`` key, and are
-inserted in that order; every writer therefore takes these row locks in the same order and
-two writers cannot wait for each other in a cycle. A writer waits, at worst, until the
-other one commits.
+=============  ==================================================================
+``earned``     accruals (what programs awarded), pending or available
+``released``   hold releases (pending -> available; no change of the total)
+``paid``       payouts, as a positive figure
+``redeemed``   redemptions (points, awards), positive
+``expired``    points and funds that lapsed, positive
+``clawed_back`` clawbacks of what reversed sales earned, positive
+``penalties``  negative incentives charged, positive
+``adjusted``   manual corrections, signed
+``reversed``   reversal records, signed
+=============  ==================================================================
 
-Rebuild and check. `EXPECTED` is the fold of every posting in SQL (the same sum as
-``ledger.store.read.balances`` and ``ledger.balances.fold``): `rebuild` replaces the table
-with it, `expected` reads it for `compare`. A row exists for every pair ever posted to, also
-when its sum is back to zero; `compare` treats a missing row and a zero row alike, as
-``ledger.balances.fold`` leaves zero balances out.
+so that ``pending + available = earned - paid - redeemed - expired - clawed_back - penalties
++ adjusted + reversed`` for every row (`check_row` asserts it).
 
-Sums. A posting is an int64, and so is what one batch adds to one pair (``balance_deltas``);
-the stored sum is numeric (migration 0010), since shared accounts sum every partner's
-postings and no bound on a partner's accounts bounds that.
+Why months: a balance "as of" any moment is the sum of the months before that moment's
+month plus the records of its own month up to the moment (projections/read/balances.py), so
+a point-in-time balance reads a few dozen rows and at most one month of one partner's
+records, never the ledger; a current balance and a statement's opening balance are sums of
+rows. Every row belongs to one partner (partner_id leads the key), so writers of different
+partners never touch the same row; shared accounts (program expense, payout clearing, ...)
+have no rows here at all: finance's program-wide figures are sums over partners at read
+time.
 
-``last_record_id`` is provenance: the record that last moved the balance. Live, that is the
-last record of the last batch that posted to it; a rebuild takes the last by (recorded_at,
-partner_id, seq), since the ledger does not store the order batches committed in. The two
-can name different records when events arrived out of event-time order, so `compare` does
-not look at it.
-
-The module does no I/O of its own beyond the connection it is given and imports asyncpg
-only for type checking: the folds are importable and testable without a driver.
+The writer adds a batch's records with one upsert (`apply`); the rebuild folds the whole
+ledger with the same `fold`.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
-from ledger.balances import BalanceKey, Balances
-from ledger.core import INT64_MAX, INT64_MIN, Record
+from ledger.core import Posting, RecordKind
+from projections.rows import Rows, Table, columns_of
 
 if TYPE_CHECKING:
     import asyncpg
 
+TABLE = Table(
+    "partner_months",
+    key=("partner_id", "asset", "month"),
+    values=("pending", "available", "earned", "released", "paid", "redeemed", "expired",
+            "clawed_back", "penalties", "adjusted", "reversed", "records"),
+)
+FIGURES = TABLE.values[:-1]
+# Where each kind's net change of the partner's total goes, and with which sign.
+_KIND_COLUMN: dict[RecordKind, tuple[int, int]] = {
+    RecordKind.ACCRUAL: (FIGURES.index("earned"), 1),
+    RecordKind.PAYOUT: (FIGURES.index("paid"), -1),
+    RecordKind.REDEMPTION: (FIGURES.index("redeemed"), -1),
+    RecordKind.EXPIRY: (FIGURES.index("expired"), -1),
+    RecordKind.CLAWBACK: (FIGURES.index("clawed_back"), -1),
+    RecordKind.PENALTY: (FIGURES.index("penalties"), -1),
+    RecordKind.ADJUSTMENT: (FIGURES.index("adjusted"), 1),
+    RecordKind.REVERSAL: (FIGURES.index("reversed"), 1),
+}
+_RELEASED = FIGURES.index("released")
 
-class BalanceDelta(NamedTuple):
-    """What one batch posted to one (account, asset), and the last record that did."""
 
-    account: str
-    asset: str
-    amount: int
-    last_record_id: uuid.UUID
+def month_of(moment: dt.datetime) -> dt.date:
+    """The first day of the UTC calendar month of ``moment``."""
+    utc = moment.astimezone(dt.UTC)
+    return dt.date(utc.year, utc.month, 1)
 
 
-class BalanceDifference(NamedTuple):
-    """A balance whose stored value is not what a rebuild from the ledger gives.
+class Posted(Protocol):
+    """What the fold reads of a record (``ledger.core.Record`` is one)."""
 
-    A missing row counts as 0 on either side."""
+    @property
+    def partner_id(self) -> str: ...
 
-    account: str
-    asset: str
-    stored: int
-    expected: int
+    @property
+    def kind(self) -> RecordKind: ...
+
+    @property
+    def occurred_at(self) -> dt.datetime: ...
+
+    @property
+    def postings(self) -> Sequence[Posting]: ...
 
 
-def balance_deltas(records: Iterable[Record]) -> list[BalanceDelta]:
-    """The postings of `records` summed per (account, asset), in (account, asset) code point
-    order. A pair whose postings cancel out is kept, with amount 0: it was posted to, so it
-    has a row, as a rebuild gives it one."""
-    sums: dict[BalanceKey, int] = {}
-    last: dict[BalanceKey, uuid.UUID] = {}
+def partner_movements(record: Posted) -> dict[str, tuple[int, int]]:
+    """Per asset, what ``record`` changed of its partner's (pending, available)."""
+    pending = f"partner:{record.partner_id}:pending"
+    available = f"partner:{record.partner_id}:available"
+    out: dict[str, tuple[int, int]] = {}
+    for p in record.postings:
+        if p.account == pending:
+            was = out.get(p.asset, (0, 0))
+            out[p.asset] = (was[0] + p.amount, was[1])
+        elif p.account == available:
+            was = out.get(p.asset, (0, 0))
+            out[p.asset] = (was[0], was[1] + p.amount)
+    return out
+
+
+def fold(records: Iterable[Posted], into: Rows | None = None) -> Rows:
+    """Add the records' movements to ``into`` (a new dict when None) and return it."""
+    rows: Rows = {} if into is None else into
     for record in records:
-        for posting in record.postings:
-            key = (posting.account, posting.asset)
-            sums[key] = sums.get(key, 0) + posting.amount
-            last[key] = record.record_id
-    deltas = [BalanceDelta(key[0], key[1], sums[key], last[key]) for key in sorted(sums)]
-    for delta in deltas:
-        # Each posting is an int64; a batch summing beyond it is a bug upstream, not data.
-        assert INT64_MIN <= delta.amount <= INT64_MAX, f"delta out of int64 range: {delta}"
-    return deltas
+        month = month_of(record.occurred_at)
+        for asset, (pending, available) in partner_movements(record).items():
+            key = (record.partner_id, asset, month)
+            figures = list(rows.get(key, (0,) * len(TABLE.values)))
+            figures[0] += pending
+            figures[1] += available
+            column = _KIND_COLUMN.get(record.kind)
+            if column is not None:
+                figures[column[0]] += column[1] * (pending + available)
+            elif record.kind is RecordKind.HOLD_RELEASE:
+                figures[_RELEASED] += available
+            figures[-1] += 1
+            rows[key] = tuple(figures)
+    return rows
 
 
-def compare(
-    stored: Mapping[BalanceKey, int], expected: Mapping[BalanceKey, int]
-) -> list[BalanceDifference]:
-    """Every (account, asset) whose stored amount differs from the expected one, in key
-    order; an absent key is 0, so zero rows and missing rows are alike."""
-    differences = []
-    for account, asset in sorted(stored.keys() | expected.keys()):
-        was = stored.get((account, asset), 0)
-        should = expected.get((account, asset), 0)
-        if was != should:
-            differences.append(BalanceDifference(account, asset, was, should))
-    return differences
+def check_row(values: tuple[int, ...]) -> bool:
+    """The row's kinds add up to its net change."""
+    f = dict(zip(TABLE.values, values, strict=True))
+    total = (f["earned"] - f["paid"] - f["redeemed"] - f["expired"] - f["clawed_back"]
+             - f["penalties"] + f["adjusted"] + f["reversed"])
+    return total == f["pending"] + f["available"]
 
 
-# One row per (account, asset), in the order given (sorted by the caller): see the module
-# docstring on deadlocks.
-_UPSERT = """
-INSERT INTO account_balances AS b (account, asset, amount, last_record_id)
-SELECT u.account, u.asset, u.amount, u.last_record_id
-FROM unnest($1::text[], $2::text[], $3::bigint[], $4::uuid[])
-    WITH ORDINALITY AS u(account, asset, amount, last_record_id, n)
-ORDER BY u.n
-ON CONFLICT (account, asset) DO UPDATE
-SET amount = b.amount + EXCLUDED.amount, last_record_id = EXCLUDED.last_record_id,
-    updated_at = now()
-"""
-
-# The fold of every posting; sum(bigint) is numeric, so the sum itself cannot overflow.
-EXPECTED = """
-SELECT account, asset, sum(amount) AS amount FROM ledger_postings GROUP BY account, asset
-"""
-
-_REBUILD = f"""
-INSERT INTO account_balances (account, asset, amount, last_record_id)
-SELECT s.account, s.asset, s.amount, l.record_id
-FROM ({EXPECTED}) s
-JOIN (SELECT DISTINCT ON (p.account, p.asset) p.account, p.asset, p.record_id
-      FROM ledger_postings p JOIN ledger_records r USING (record_id)
-      ORDER BY p.account, p.asset, r.recorded_at DESC, r.partner_id DESC, r.seq DESC) l
-  USING (account, asset)
+_ADD = ", ".join(f"{c} = m.{c} + EXCLUDED.{c}" for c in TABLE.values)
+_UPSERT = f"""
+INSERT INTO partner_months AS m ({', '.join(TABLE.columns)})
+SELECT * FROM unnest($1::text[], $2::text[], $3::date[],
+    {', '.join(f'${i}::bigint[]' for i in range(4, 4 + len(TABLE.values)))})
+ON CONFLICT (partner_id, asset, month) DO UPDATE SET {_ADD}
 """
 
 
-async def apply(conn: asyncpg.Connection, records: Sequence[Record]) -> int:
-    """Add what `records` posted to the stored balances; return the rows upserted."""
-    deltas = balance_deltas(records)
-    if deltas:
-        await conn.execute(
-            _UPSERT,
-            [d.account for d in deltas],
-            [d.asset for d in deltas],
-            [d.amount for d in deltas],
-            [d.last_record_id for d in deltas],
-        )
-    return len(deltas)
-
-
-async def rebuild(conn: asyncpg.Connection) -> int:
-    """Replace the table with the fold of the ledger; return the rows written. The caller
-    holds the table lock (see projections.check.rebuild)."""
-    await conn.execute("DELETE FROM account_balances")
-    status: str = await conn.execute(_REBUILD)
-    return int(status.rsplit(" ", 1)[1])  # "INSERT 0 <rows>"
-
-
-async def stored(conn: asyncpg.Connection) -> Balances:
-    rows = await conn.fetch("SELECT account, asset, amount FROM account_balances")
-    return {(row["account"], row["asset"]): int(row["amount"]) for row in rows}
-
-
-async def expected(conn: asyncpg.Connection) -> Balances:
-    """The fold of the ledger, without zero balances (as ledger.balances.fold gives it)."""
-    rows = await conn.fetch(EXPECTED)
-    return {
-        (row["account"], row["asset"]): int(row["amount"]) for row in rows if row["amount"] != 0
-    }
+async def apply(conn: asyncpg.Connection, records: Iterable[Posted]) -> int:
+    """Add a batch's records to the stored months: one statement, rows in key order."""
+    rows = fold(records)
+    if rows:
+        ordered = [k + v for k, v in sorted(rows.items())]
+        await conn.execute(_UPSERT, *columns_of(ordered, len(TABLE.columns)))
+    return len(rows)

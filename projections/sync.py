@@ -1,98 +1,159 @@
-"""Keeping the projections in step with the ledger, rebuilding them, and checking them.
+"""Keeping the projections in step with the ledger, checking them and rebuilding them.
 
-- `apply` runs in the batch's transaction, after the batch's records are appended (see
-  processors/ledger_writer.py): balances first, then tiers, always in that order, the
-  order `rebuild` locks the tables in.
-- `diff` compares the stored projections with a fresh rebuild (computed, not written) and
-  reports every difference; ``incentives projections check``.
-- `rebuild` replaces both tables with a fresh rebuild, in one transaction that holds both
-  tables in EXCLUSIVE mode; ``incentives projections rebuild``.
+- `apply` runs in the batch's transaction, after the batch's records are appended
+  (processors/ledger_writer.py): one statement per table that has something to write, the
+  tables always in the order of `TABLES`, which is also the order `rebuild` locks them in.
+  Every row written belongs to one partner (or, for freshness, one partition), written in
+  key order.
+- `diff` folds the whole ledger (and the engine's facts, handed over by a `FactSource`) with
+  the same pure folds the writer uses and compares every table with it;
+  ``incentives projections check``.
+- `rebuild` replaces every table with that fold, in one transaction that holds them all in
+  EXCLUSIVE mode; ``incentives projections rebuild``.
 
 Why the lock makes the rebuild exact while workers run: EXCLUSIVE mode lets readers read
 the old rows until the commit, but makes every writer wait at its `apply`, which comes
-before its commit. Every batch that changed the ledger or a partner state, and committed
-before the lock was granted, is in the rebuild; every other one is still waiting, its
-records and states invisible to the rebuild, and adds its deltas on top of the rebuilt rows
-once the rebuild commits. (A batch writes ``partner_state`` after `apply`, so the same holds
-for the tiers.)
+before its commit and before it writes its partner states. Every batch that committed
+before the lock was granted is in the rebuild; every other one is still waiting, its records
+and states invisible to the rebuild, and adds its rows on top once the rebuild commits.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+import datetime as dt
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
-from ledger.core import Record
-from projections import balances, tiers
-from projections.balances import BalanceDifference
-from projections.tiers import TierDifference, TieredState
+from projections import activity, balances, freshness, refusals, spend, tiers
+from projections.facts import Batch, PartnerFacts, Refusal
+from projections.rows import Difference, Rows, Table, compare, read, replace
 
 if TYPE_CHECKING:
     import asyncpg
 
+TABLES: tuple[Table, ...] = (balances.TABLE, spend.TABLE, tiers.CHANGES, tiers.CURRENT,
+                             activity.ACTIVITY, activity.PARTNERS, refusals.TABLE,
+                             freshness.TABLE)
+BY_NAME = {t.name: t for t in TABLES}
+
+
+class FactSource(Protocol):
+    """What the projections need that is not in the ledger, for every partner: the
+    engine's facts and the refused commands (supplied by the processors that own them)."""
+
+    async def facts(self, conn: asyncpg.Connection) -> Sequence[PartnerFacts]: ...
+
+    async def refusals(self, conn: asyncpg.Connection) -> Sequence[Refusal]: ...
+
 
 class Report(msgspec.Struct, frozen=True, kw_only=True):
-    """What `diff` found: the differences, and how many balances (non-zero, per account and
-    asset) and tiers (per partner and program) a rebuild gives."""
+    """What `diff` found: rows per table in a rebuild, and every difference."""
 
-    balances: int
-    tiers: int
-    balance_differences: list[BalanceDifference]
-    tier_differences: list[TierDifference]
+    rows: dict[str, int]
+    differences: list[Difference]
 
     @property
     def ok(self) -> bool:
-        return not self.balance_differences and not self.tier_differences
+        return not self.differences
+
+    def lines(self) -> list[str]:
+        return [d.describe(BY_NAME[d.table]) for d in self.differences]
 
 
 class Rebuilt(msgspec.Struct, frozen=True, kw_only=True):
-    """What `rebuild` wrote (rows, zero balances included) and what it repaired."""
+    """What `rebuild` wrote per table and what it repaired."""
 
-    balance_rows: int
-    tier_rows: int
+    rows: dict[str, int]
     repaired: Report
 
 
-async def apply(
-    conn: asyncpg.Connection, records: Sequence[Record], states: Mapping[str, TieredState]
-) -> None:
-    """Bring the projections up to date with a batch: `records` it appended, `states` of
-    the partners it touched. Runs inside the batch's transaction."""
+async def apply(conn: asyncpg.Connection, batch: Batch) -> None:
+    """Bring every projection up to date with one batch, inside its transaction."""
     assert conn.is_in_transaction(), "projections are kept in the batch's transaction"
-    await balances.apply(conn, records)
-    await tiers.apply(conn, states)
+    await balances.apply(conn, batch.records)
+    await spend.apply(conn, batch.records)
+    await tiers.apply(conn, batch.records, batch.facts)
+    await activity.apply(conn, batch.facts)
+    await refusals.apply(conn, batch.refusals)
+    await freshness.apply(conn, batch.sources)
 
 
-async def diff(conn: asyncpg.Connection) -> Report:
-    """Every difference between the stored projections and a fresh rebuild.
+async def expected(conn: asyncpg.Connection, source: FactSource) -> dict[str, Rows]:
+    """Every table as a rebuild makes it: one pass over the ledger, then the facts."""
+    from ledger.store import stream_chunks  # the store's driver, not needed by the folds
 
-    Outside a transaction it opens a REPEATABLE READ, read-only one, so the projections and
-    the ledger are read in one snapshot (a batch commits both together)."""
+    out: dict[str, Rows] = {t.name: {} for t in TABLES}
+    async for chunk in stream_chunks(conn):
+        balances.fold(chunk, out[balances.TABLE.name])
+        spend.fold(chunk, out[spend.TABLE.name])
+        tiers.fold_changes(chunk, out[tiers.CHANGES.name])
+    facts = await source.facts(conn)
+    tiers.fold_current(facts, out[tiers.CURRENT.name])
+    activity.fold_activity(facts, out[activity.ACTIVITY.name])
+    activity.fold_partners(facts, out[activity.PARTNERS.name])
+    refusals.fold(await source.refusals(conn), out[refusals.TABLE.name])
+    out[freshness.TABLE.name] = await freshness.expected(conn)
+    out[_HISTORY] = {(pid,): (month,) for pid, month in activity.remembered(facts).items()}
+    return out
+
+
+_HISTORY = "activity remembered from"  # not a table: per partner, the engine's oldest month
+
+
+async def stored(conn: asyncpg.Connection) -> dict[str, Rows]:
+    out = {t.name: await read(conn, t) for t in TABLES}
+    out[tiers.CURRENT.name] = tiers.normalise_current(out[tiers.CURRENT.name])
+    return out
+
+
+def _history(stored_activity: Rows, remembered: Rows) -> Rows:
+    """Stored activity of months the engine has forgotten: kept, never compared."""
+    return {k: v for k, v in stored_activity.items()
+            if (k[0],) in remembered and k[1] < _month(remembered[(k[0],)][0])}
+
+
+def _month(value: object) -> dt.date:
+    assert isinstance(value, dt.date)
+    return value
+
+
+def _report(want: dict[str, Rows], have: dict[str, Rows]) -> Report:
+    old = _history(have[activity.ACTIVITY.name], want[_HISTORY])
+    have = {**have, activity.ACTIVITY.name: {k: v for k, v in have[activity.ACTIVITY.name].items()
+                                             if k not in old}}
+    differences: list[Difference] = []
+    for table in TABLES:
+        differences += compare(table, have[table.name], want[table.name])
+    return Report(rows={t.name: len(want[t.name]) for t in TABLES}, differences=differences)
+
+
+async def diff(conn: asyncpg.Connection, source: FactSource) -> Report:
+    """Every difference between the stored projections and a fresh fold, in one snapshot
+    (a REPEATABLE READ, read-only transaction unless the caller has one open)."""
     async with _transaction(conn, isolation="repeatable_read", readonly=True):
-        expected_balances = await balances.expected(conn)
-        stored_balances = await balances.stored(conn)
-        expected_tiers = await tiers.expected(conn)
-        stored_tiers = await tiers.stored(conn)
-    return Report(
-        balances=len(expected_balances),
-        tiers=len(expected_tiers),
-        balance_differences=balances.compare(stored_balances, expected_balances),
-        tier_differences=tiers.compare(stored_tiers, expected_tiers),
-    )
+        want = await expected(conn, source)
+        have = await stored(conn)
+    return _report(want, have)
 
 
-async def rebuild(conn: asyncpg.Connection) -> Rebuilt:
-    """Recompute both projections from the ledger and partner_state, in one transaction
-    (the caller's, or one of its own) that locks both tables; see the module docstring."""
+async def rebuild(conn: asyncpg.Connection, source: FactSource) -> Rebuilt:
+    """Replace every projection with a fresh fold, in one transaction that locks them all."""
     async with _transaction(conn):
-        await conn.execute("LOCK TABLE account_balances, partner_tiers IN EXCLUSIVE MODE")
-        repaired = await diff(conn)
-        balance_rows = await balances.rebuild(conn)
-        tier_rows = await tiers.rebuild(conn)
-    return Rebuilt(balance_rows=balance_rows, tier_rows=tier_rows, repaired=repaired)
+        await conn.execute(f"LOCK TABLE {', '.join(t.name for t in TABLES)} IN EXCLUSIVE MODE")
+        want = await expected(conn, source)
+        have = await stored(conn)
+        repaired = _report(want, have)
+        kept = _history(have[activity.ACTIVITY.name], want[_HISTORY])
+        written = {}
+        for table in TABLES:
+            rows = want[table.name]
+            if table is activity.ACTIVITY:
+                rows = {**kept, **rows}
+            written[table.name] = await replace(conn, table, rows)
+    return Rebuilt(rows=written, repaired=repaired)
 
 
 def _transaction(

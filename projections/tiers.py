@@ -1,169 +1,136 @@
-"""The tier projection: ``partner_tiers``, each partner's current tier per program.
+"""Tiers: the history of every change (``partner_tier_changes``, from ledger records) and the
+current tier with the gap to the next one (``partner_tiers``, from the engine's facts).
 
-The engine keeps a partner's tiers in its state (``PartnerState.tiers``: program id ->
-tier and since when), stored in ``partner_state`` with the records that changed them. In the
-batch's transaction the ledger stage hands `apply` the states of the partners the batch
-touched; for those partners the table then holds exactly their ``tiers``: new and changed
-entries are upserted, and a row whose entry is gone from the state is deleted. Rows that did
-not change are left alone, so ``updated_at`` says when a tier last changed here.
+- ``partner_tier_changes``: one row per ``tier_change`` record, keyed (partner, program,
+  occurred_at, seq), so "the tier as of a moment" is the last row at or before it (an index
+  lookup); before the first change a partner is in the program's entry tier.
+- ``partner_tiers``: per partner and program in force on the partner's latest day, the tier,
+  since when, the period ends below its criteria (for grace), the next tier and, per
+  criterion, what is required, what the partner has over the window and the gap. The
+  writer replaces the rows of the partners a batch touched (one statement: the partner's
+  programs no longer in force are removed, the others upserted only where they changed).
 
-Nothing here imports the engine (projections never import processors): a state is anything
-with a ``tiers`` mapping of objects with ``tier`` and ``since`` (`TieredState`), which
-``PartnerState`` is.
-
-Rebuild and check: `EXPECTED` reads the tiers out of every stored ``partner_state`` in SQL;
-`rebuild` replaces the table with it and `compare` diffs the table against it.
-
-Writers never contend here: a partner's rows are written only by the writer that holds
-that partner's ``partner_state`` row lock.
+Both are keyed by partner first: writers of different partners never touch the same row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from ledger.core import Record, RecordKind
+from projections.facts import Criterion, PartnerFacts
+from projections.rows import Rows, Table, columns_of
 
 if TYPE_CHECKING:
     import asyncpg
 
-TierKey = tuple[str, str]  # (partner_id, program_id)
+CHANGES = Table(
+    "partner_tier_changes",
+    key=("partner_id", "program_id", "occurred_at", "seq"),
+    values=("record_id", "program_version", "from_tier", "to_tier", "summary"),
+)
+CURRENT = Table(
+    "partner_tiers",
+    key=("partner_id", "program_id"),
+    values=("program_version", "tier", "since", "below_periods", "next_tier", "window_months",
+            "measured_on", "criteria"),
+)
+
+_CRITERIA = msgspec.json.Encoder()
+_CRITERIA_DECODER = msgspec.json.Decoder(list[Criterion])
 
 
-class TierLike(Protocol):
-    @property
-    def tier(self) -> str: ...
-
-    @property
-    def since(self) -> datetime: ...
+def encode_criteria(criteria: Sequence[Criterion]) -> str:
+    return _CRITERIA.encode(list(criteria)).decode()
 
 
-class TieredState(Protocol):
-    @property
-    def tiers(self) -> Mapping[str, TierLike]: ...
+def decode_criteria(text: str) -> list[Criterion]:
+    return _CRITERIA_DECODER.decode(text)
 
 
-class Tier(NamedTuple):
-    tier: str
-    since: datetime
-
-
-class TierRow(NamedTuple):
-    partner_id: str
-    program_id: str
-    tier: str
-    since: datetime
-
-
-class TierDifference(NamedTuple):
-    """A partner's tier in a program as stored and as the partner's state has it; None where
-    that side has no tier."""
-
-    partner_id: str
-    program_id: str
-    stored: Tier | None
-    expected: Tier | None
-
-
-def tier_rows(states: Mapping[str, TieredState]) -> list[TierRow]:
-    """The rows the table must hold for these partners, in (partner, program) order."""
-    rows = []
-    for partner_id in sorted(states):
-        tiers = states[partner_id].tiers
-        for program_id in sorted(tiers):
-            entry = tiers[program_id]
-            # A naive time would be read as the session's time zone by PostgreSQL.
-            assert entry.since.utcoffset() is not None, (
-                f"tier since of partner {partner_id!r} in program {program_id!r} has no "
-                f"time zone: {entry.since!r}"
-            )
-            rows.append(TierRow(partner_id, program_id, entry.tier, entry.since))
+def fold_changes(records: Iterable[Record], into: Rows | None = None) -> Rows:
+    rows: Rows = {} if into is None else into
+    for r in records:
+        if r.kind is not RecordKind.TIER_CHANGE or r.program_id is None:
+            continue
+        inputs = r.explanation.inputs
+        old, new = inputs.get("from"), inputs.get("to")
+        rows[(r.partner_id, r.program_id, r.occurred_at, r.seq)] = (
+            r.record_id, r.program_version, old if isinstance(old, str) else None,
+            str(new), r.explanation.summary)
     return rows
 
 
-def compare(
-    stored: Mapping[TierKey, Tier], expected: Mapping[TierKey, Tier]
-) -> list[TierDifference]:
-    """Every (partner, program) whose stored tier or since differs from the expected one,
-    or that only one side has, in key order."""
-    differences = []
-    for partner_id, program_id in sorted(stored.keys() | expected.keys()):
-        was = stored.get((partner_id, program_id))
-        should = expected.get((partner_id, program_id))
-        if was != should:
-            differences.append(TierDifference(partner_id, program_id, was, should))
-    return differences
+def fold_current(facts: Iterable[PartnerFacts], into: Rows | None = None) -> Rows:
+    rows: Rows = {} if into is None else into
+    for f in facts:
+        for t in f.tiers:
+            rows[(f.partner_id, t.program_id)] = (
+                t.program_version, t.tier, t.since, t.below_periods, t.next_tier,
+                t.window_months, t.measured_on, encode_criteria(t.criteria))
+    return rows
 
 
-# The partners' rows that their states no longer have.
-_DELETE_GONE = """
-DELETE FROM partner_tiers t
-WHERE t.partner_id = ANY($1::text[])
-  AND NOT EXISTS (
-      SELECT FROM unnest($2::text[], $3::text[]) AS k(partner_id, program_id)
-      WHERE k.partner_id = t.partner_id AND k.program_id = t.program_id)
+_INSERT_CHANGES = """
+INSERT INTO partner_tier_changes (partner_id, program_id, occurred_at, seq, record_id,
+                                  program_version, from_tier, to_tier, summary)
+SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[], $5::uuid[],
+                     $6::integer[], $7::text[], $8::text[], $9::text[])
+ON CONFLICT DO NOTHING
 """
-_UPSERT = """
-INSERT INTO partner_tiers AS t (partner_id, program_id, tier, since)
-SELECT u.partner_id, u.program_id, u.tier, u.since
-FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
-    WITH ORDINALITY AS u(partner_id, program_id, tier, since, n)
-ORDER BY u.n
+
+# One statement for the partners of a batch: drop their rows of programs no longer in
+# force, upsert the others (rewriting only rows that changed, so updated_at says when).
+_REPLACE_CURRENT = """
+WITH new AS (
+    SELECT * FROM unnest($2::text[], $3::text[], $4::integer[], $5::text[], $6::timestamptz[],
+                         $7::integer[], $8::text[], $9::integer[], $10::date[], $11::text[])
+        AS u(partner_id, program_id, program_version, tier, since, below_periods, next_tier,
+             window_months, measured_on, criteria)
+), gone AS (
+    DELETE FROM partner_tiers t
+    WHERE t.partner_id = ANY($1::text[])
+      AND NOT EXISTS (SELECT FROM new
+                      WHERE new.partner_id = t.partner_id AND new.program_id = t.program_id)
+)
+INSERT INTO partner_tiers AS t (partner_id, program_id, program_version, tier, since,
+                                below_periods, next_tier, window_months, measured_on, criteria)
+SELECT partner_id, program_id, program_version, tier, since, below_periods, next_tier,
+       window_months, measured_on, criteria::jsonb
+FROM new ORDER BY partner_id, program_id
 ON CONFLICT (partner_id, program_id) DO UPDATE
-SET tier = EXCLUDED.tier, since = EXCLUDED.since, updated_at = now()
-WHERE (t.tier, t.since) IS DISTINCT FROM (EXCLUDED.tier, EXCLUDED.since)
-"""
-
-# The tiers of every stored partner state (the JSON of PartnerState, see
-# processors/engine/state.py); a partner row without a state yet has none.
-EXPECTED = """
-SELECT s.partner_id, t.key AS program_id, t.value ->> 'tier' AS tier,
-       (t.value ->> 'since')::timestamptz AS since
-FROM partner_state s
-CROSS JOIN LATERAL jsonb_each(coalesce(s.state -> 'tiers', '{}'::jsonb)) AS t
-"""
-
-_REBUILD = f"""
-INSERT INTO partner_tiers (partner_id, program_id, tier, since)
-SELECT e.partner_id, e.program_id, e.tier, e.since FROM ({EXPECTED}) e
+SET program_version = EXCLUDED.program_version, tier = EXCLUDED.tier, since = EXCLUDED.since,
+    below_periods = EXCLUDED.below_periods, next_tier = EXCLUDED.next_tier,
+    window_months = EXCLUDED.window_months, measured_on = EXCLUDED.measured_on,
+    criteria = EXCLUDED.criteria, updated_at = now()
+WHERE (t.program_version, t.tier, t.since, t.below_periods, t.next_tier, t.window_months,
+       t.measured_on, t.criteria)
+      IS DISTINCT FROM
+      (EXCLUDED.program_version, EXCLUDED.tier, EXCLUDED.since, EXCLUDED.below_periods,
+       EXCLUDED.next_tier, EXCLUDED.window_months, EXCLUDED.measured_on, EXCLUDED.criteria)
 """
 
 
-async def apply(conn: asyncpg.Connection, states: Mapping[str, TieredState]) -> int:
-    """Make the table hold exactly these partners' tiers; return the rows they have."""
-    if not states:
-        return 0
-    rows = tier_rows(states)
-    await conn.execute(
-        _DELETE_GONE, sorted(states), [r.partner_id for r in rows], [r.program_id for r in rows]
-    )
-    if rows:
-        await conn.execute(
-            _UPSERT,
-            [r.partner_id for r in rows],
-            [r.program_id for r in rows],
-            [r.tier for r in rows],
-            [r.since for r in rows],
-        )
-    return len(rows)
+async def apply(conn: asyncpg.Connection, records: Sequence[Record],
+                facts: Sequence[PartnerFacts]) -> None:
+    changes = fold_changes(records)
+    if changes:
+        ordered = [k + v for k, v in sorted(changes.items())]
+        await conn.execute(_INSERT_CHANGES, *columns_of(ordered, len(CHANGES.columns)))
+    if facts:
+        current = [k + v for k, v in sorted(fold_current(facts).items())]
+        await conn.execute(_REPLACE_CURRENT, sorted({f.partner_id for f in facts}),
+                           *columns_of(current, len(CURRENT.columns)))
 
 
-async def rebuild(conn: asyncpg.Connection) -> int:
-    """Replace the table with the tiers of every partner state; return the rows written.
-    The caller holds the table lock (see projections.check.rebuild)."""
-    await conn.execute("DELETE FROM partner_tiers")
-    status: str = await conn.execute(_REBUILD)
-    return int(status.rsplit(" ", 1)[1])  # "INSERT 0 <rows>"
-
-
-async def stored(conn: asyncpg.Connection) -> dict[TierKey, Tier]:
-    rows = await conn.fetch("SELECT partner_id, program_id, tier, since FROM partner_tiers")
-    return _by_key(rows)
-
-
-async def expected(conn: asyncpg.Connection) -> dict[TierKey, Tier]:
-    return _by_key(await conn.fetch(EXPECTED))
-
-
-def _by_key(rows: list[asyncpg.Record]) -> dict[TierKey, Tier]:
-    return {(r["partner_id"], r["program_id"]): Tier(r["tier"], r["since"]) for r in rows}
+def normalise_current(rows: Rows) -> Rows:
+    """Stored rows with their criteria re-encoded (jsonb reorders keys)."""
+    out: Rows = {}
+    for key, values in rows.items():
+        criteria = msgspec.json.decode(values[-1]) if isinstance(values[-1], str) else values[-1]
+        text = encode_criteria(msgspec.convert(criteria, list[Criterion]))
+        out[key] = values[:-1] + (text,)
+    return out

@@ -137,3 +137,14 @@ def format_minor(amount: int, code: str) -> str:
     if places == 0:
         return f"{sign}{whole} {code}"
     return f"{sign}{whole}.{frac:0{places}d} {code}"
+
+
+def format_money(amount: int, code: str) -> str:
+    """Minor units as finance reads them, code first and thousands grouped:
+    79182004, EUR -> "EUR 791,820.04"; -5, EUR -> "EUR -0.05"; 1500, JPY -> "JPY 1,500"."""
+    places = exponent(code)
+    sign = "-" if amount < 0 else ""
+    whole, frac = divmod(abs(amount), 10**places)
+    if places == 0:
+        return f"{code} {sign}{whole:,}"
+    return f"{code} {sign}{whole:,}.{frac:0{places}d}"

@@ -127,6 +127,11 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     # Log lines: "text" for a terminal, "json" (one object per line) for a log collector.
     log_format: Literal["text", "json"] = "text"
 
+    # The finance API (`incentives api`): where it listens; port 0 picks a free one, which
+    # it logs. Use 0.0.0.0 in a container.
+    api_host: str = "127.0.0.1"
+    api_port: Annotated[int, msgspec.Meta(ge=0, le=65_535)] = 19_500
+
     @property
     def bootstrap(self) -> str:
         return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"

@@ -8,12 +8,15 @@
 - `stream_records` / `stream_chunks` read the ledger in verifier order, rebuilding each
   `Record` exactly so its hash recomputes; `verify_ledger` runs ledger.verify over it.
 - `balances` sums postings in SQL, as ledger.balances.fold does in Python.
+- `partner_records` / `partner_movements`: one partner's records over a span of event time,
+  for statements and point-in-time balances (ledger/store/history.py).
 
 Tables and privileges come from ledger/migrations/0002_ledger.sql.
 """
 
 from ledger.store.checkpoints import CheckpointError, load_checkpoints, take_checkpoint
 from ledger.store.errors import ChainConflict, StoreError
+from ledger.store.history import Moved, partner_exists, partner_movements, partner_records
 from ledger.store.read import (
     CHUNK_DEFAULT,
     UndecodableExplanation,
@@ -28,6 +31,7 @@ __all__ = [
     "CHUNK_DEFAULT",
     "ChainConflict",
     "CheckpointError",
+    "Moved",
     "StoreError",
     "UndecodableExplanation",
     "append",
@@ -35,6 +39,9 @@ __all__ = [
     "existing_record_ids",
     "load_checkpoints",
     "load_heads",
+    "partner_exists",
+    "partner_movements",
+    "partner_records",
     "stream_chunks",
     "stream_records",
     "take_checkpoint",

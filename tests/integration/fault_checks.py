@@ -6,7 +6,8 @@ every event of the traffic was applied from exactly one of its copies and counte
 duplicate from the others; the inbox holds each accepted event once; the ingest log's
 outcomes add up to what the topics hold; every parked event was released; the ledger equals
 the reference the pure runner computes offline from the inbox (record ids, sequences,
-hashes, chain heads) and passes the audit; ``incentives reconcile`` accounts for all.
+hashes, chain heads) and passes the audit; ``incentives reconcile`` accounts for all; and
+``incentives projections check`` finds every read model equal to a fold of the ledger.
 
 Besides the traffic, the topics hold the commands the workers' timer sent itself
 (``processors.clock``: ClosePeriod and AdvanceClock, resent after a crash as duplicates).
@@ -162,6 +163,9 @@ async def check_run(fault_run: FaultRun) -> Figures:
     reconciled = run_cli(settings, "reconcile")
     assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
     assert f"all {stored.ends} messages accounted for\n" in reconciled.stdout, reconciled.stdout
+    # Every read model, kept by workers killed and restarted, equals a fold of the ledger.
+    checked = run_cli(settings, "projections", "check", timeout_s=600)
+    assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr[-3000:]
     now = time.monotonic()
     return Figures(
         requested=fault_run.requested,

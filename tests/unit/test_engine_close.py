@@ -54,7 +54,9 @@ def test_retroactive_rebate_band_boundaries() -> None:
     d = drafts["P4"][0]
     assert (d.kind, d.rule_id, d.source_event_ids) == (
         RecordKind.ACCRUAL, "rebate", (close_id(m.programs[0], "2026-03"),))
-    assert d.occurred_at == dt.datetime(2026, 4, 1, tzinfo=dt.UTC)
+    # Dated at the last instant of March, the month it closes, and naming it.
+    assert d.occurred_at == dt.datetime(2026, 3, 31, 23, 59, 59, 999_999, tzinfo=dt.UTC)
+    assert d.explanation.inputs["closed_period"] == "2026-03"
     assert d.explanation.inputs["rate_bp"] == 200
 
 

@@ -7,6 +7,11 @@ program may grow with the language without moving the pin). Restructuring and sp
 the engine, the runner or the ledger core must leave every record id, hash and chain head
 as it is; a deliberate change of what records say is a new record format, and this pin is
 then updated in the same commit, with the reason.
+
+Pin history: moved once, deliberately, when the records of a period close came to be dated
+at the last instant of the month they close (2026-01-31T23:59:59.999999Z, not
+2026-02-01T00:00:00Z) and to name it (``closed_period``), so that "as of 31 January"
+includes January's awards; the same records, ids and spend, other dates and hashes.
 """
 
 from __future__ import annotations
@@ -30,8 +35,8 @@ NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 MESSAGES = 2_853
 RECORDS = 7_502
 PARTNERS = 50
-HEADS_SHA256 = "a58d6132472808dcd60cc49060943f3199fe4a3f644a8d87513d075d50b8da8c"
-RECORDS_SHA256 = "53f1e9f4a3f6cf1baaddbf146a0b4da5be4aa4e68d163a7f78e75bc16de21a99"
+HEADS_SHA256 = "3eaa5c9994c2f2def827ea5126220902df5975bfac217272072dd59ea05df6a5"
+RECORDS_SHA256 = "77a9ac44553f370610a748e70451fbee510dee4b7b14a8c3cceab22f53da8e2f"
 SPENT = {("northwind-emea", 1): 235_956_510}
 
 

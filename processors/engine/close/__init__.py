@@ -11,7 +11,12 @@ partners' states:
 - The returned states mark the close (``PartnerState.closed``); a partner already marked
   gets nothing more and its state is returned unchanged, so feeding a close its own output
   is harmless. Values for comparisons (rankings, pools) still use every state given.
-- Records are dated at the period end (00:00 UTC of the next day); holds start there.
+- Dating: records of a close belong to the month closed and are dated at its last instant,
+  ``CLOSE_AT_BEFORE_NEXT`` (1 µs, the precision the ledger hashes) before 00:00 UTC of the
+  next month, e.g. 2026-01-31T23:59:59.999999Z for January; each carries the month in its
+  explanation (``inputs.closed_period``). So a balance or a statement "as of" the month's
+  last day, which counts every record dated up to the end of that day, includes the
+  month's own awards, and every sale of the month precedes them. Holds start there.
 - Late events: a sale after the close still earns its per-sale rewards and counts in its
   month's facts, but closed period awards are final and are not recomputed.
 - Tiers: at the end of the program's own period, a partner below its tier's criteria
@@ -55,6 +60,7 @@ from schemas.programs import (
 from schemas.programs import Period as PeriodKind
 
 CLOSE_NAMESPACE: Final = uuid.UUID("4d3b8a57-1f0e-5c6b-9a7d-2e8f0c1b3a90")
+CLOSE_AT_BEFORE_NEXT: Final = dt.timedelta(microseconds=1)
 
 
 class CloseResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -66,6 +72,19 @@ class CloseResult(msgspec.Struct, frozen=True, kw_only=True):
 
 def close_id(program: CompiledProgram, period: str) -> uuid.UUID:
     return uuid.uuid5(CLOSE_NAMESPACE, f"close:{program.program_id}:{program.version}:{period}")
+
+
+def close_at(period: str) -> dt.datetime:
+    """The moment every record of the close of month ``period`` is dated: its last instant."""
+    last_day = period_last_day(PeriodKind.MONTH, month_start(period))
+    return start_of_day(last_day + dt.timedelta(days=1)) - CLOSE_AT_BEFORE_NEXT
+
+
+def _in_period(draft: Draft, period: str) -> Draft:
+    """The draft with the month it was closed in named in its explanation."""
+    inputs = {**draft.explanation.inputs, "closed_period": period}
+    return msgspec.structs.replace(
+        draft, explanation=msgspec.structs.replace(draft.explanation, inputs=inputs))
 
 
 def close_key(program: CompiledProgram, period: str) -> str:
@@ -82,7 +101,7 @@ def close_period(
 ) -> CloseResult:
     month = month_start(period)
     last_day = period_last_day(PeriodKind.MONTH, month)
-    at = start_of_day(last_day + dt.timedelta(days=1))
+    at = close_at(period)
     out = {pid: copy_state(states[pid]) for pid in sorted(states)}
     if not program.effective_on(last_day):
         return CloseResult(drafts={}, states=out)
@@ -102,7 +121,7 @@ def close_period(
             period_end(book, program, last_day)
         state.closed.append(key)
         if book.drafts:
-            drafts[pid] = book.drafts
+            drafts[pid] = [_in_period(d, period) for d in book.drafts]
     return CloseResult(drafts=drafts, states=out)
 
 
@@ -178,4 +197,7 @@ def _post(book: Book, cp: CompiledProgram, awards: list[Award], ctx: Close) -> N
                            holds=a.holds)
 
 
-__all__ = ["CLOSE_NAMESPACE", "CloseResult", "close_id", "close_key", "close_period"]
+__all__ = [
+    "CLOSE_AT_BEFORE_NEXT", "CLOSE_NAMESPACE", "CloseResult", "close_at", "close_id", "close_key",
+    "close_period",
+]
