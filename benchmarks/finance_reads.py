@@ -43,19 +43,17 @@ import asyncpg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from verify_ledger import drafts  # noqa: E402
-
+from benchmarks.ledger_fill import partner_name, records_of  # noqa: E402
 from ledger import store  # noqa: E402
-from ledger.core import Chain, Record  # noqa: E402
+from ledger.core import Record  # noqa: E402
 from ledger.migrate import migrate  # noqa: E402
 from projections import balances  # noqa: E402
 from projections.rows import Rows  # noqa: E402
 from schemas.settings import load_settings  # noqa: E402
 from stack.postgres import admin_dsn  # noqa: E402
 
-BUSIEST = "P-000000"
+BUSIEST = partner_name(0)
 
 
 def _pct(sorted_ms: list[float], q: float) -> float:
@@ -176,10 +174,9 @@ async def measure(dsn: str, base_url: str, key: str, *, rate: int = 1000,
 
 def _ledger(records: int, partners: int, busiest: int) -> Iterator[Record]:
     per, extra = divmod(records - busiest, partners - 1)
-    yield from Chain.empty(BUSIEST).append(drafts(BUSIEST, busiest))
+    yield from records_of(0, busiest)
     for p in range(1, partners):
-        pid = f"P-{p:06d}"
-        yield from Chain.empty(pid).append(drafts(pid, per + (p <= extra)))
+        yield from records_of(p, per + (p <= extra))
 
 
 async def build(database: str, records: int, partners: int, busiest: int) -> str:
@@ -219,7 +216,7 @@ async def build(database: str, records: int, partners: int, busiest: int) -> str
 # (a read benchmark does not verify); explanations are valid, so statements decode them.
 _SYNTHETIC = """
 WITH p AS (
-    SELECT n, format('P-%s', lpad(n::text, 6, '0')) AS pid,
+    SELECT n, format('F-%s', lpad(n::text, 6, '0')) AS pid,
            CASE WHEN n = 0 THEN $2::int ELSE $3::int + (n <= $4)::int END AS records
     FROM generate_series(0, $1 - 1) AS n
 ), r AS (

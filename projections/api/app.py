@@ -2,9 +2,9 @@
 
 `create_app(settings)` builds the Litestar application (msgspec on the wire, OpenAPI at
 ``/openapi.json``, errors as ``application/problem+json``); `projections.api.serve` runs it.
-One place builds what it talks to (`Wiring`): the read-only connection pool on
-the read-only role's DSN (``Settings.pg_dsn("reader")``) and the Kafka producer of the commands finance sends. Routes are in
-`projections.api.routes`.
+One place builds what it talks to (`Wiring`): the connection pool of the read-only role
+(``Settings.pg_dsn("reader")``) and the Kafka producer of the commands finance sends, as the
+finance principal. Routes are in `projections.api.routes`.
 """
 
 from __future__ import annotations
