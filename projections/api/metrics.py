@@ -45,9 +45,8 @@ class Metrics:
             try:
                 await app(scope, receive, sending)
             finally:
-                handler = scope.get("route_handler")
-                route = str(getattr(handler, "paths", {"unmatched"}) and
-                            scope.get("path_template") or "unmatched")
+                # The route's template, not the path: one series per route, not per partner.
+                route = str(scope.get("path_template") or "unmatched")
                 self.requests.labels(route, scope["method"], str(status[0])).inc()
                 self.duration.labels(route).observe(time.perf_counter() - started)
 
