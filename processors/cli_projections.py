@@ -68,7 +68,7 @@ def _check(settings: Settings, args: argparse.Namespace) -> int:
               f"(a rebuild has {rows}); `incentives projections rebuild` repairs them")
         return 1
 
-    return _run(settings, "reader", work)
+    return _run(settings, "auditor", work)
 
 
 def _rebuild(settings: Settings, args: argparse.Namespace) -> int:
