@@ -55,6 +55,11 @@ INSERT INTO partner_state (partner_id, head_seq, head_hash)
 SELECT p, 0, $2::bytea FROM unnest($1::text[]) AS p
 ON CONFLICT (partner_id) DO NOTHING
 """
+_ENSURE_SPEND = """
+INSERT INTO program_spend (program_id, version, spent)
+SELECT p, v, 0 FROM unnest($1::text[], $2::int[]) AS u(p, v) ORDER BY 1, 2
+ON CONFLICT (program_id, version) DO NOTHING
+"""
 _LOCK_SOME = """
 SELECT partner_id, head_seq, head_hash, state FROM partner_state
 WHERE partner_id = ANY($1::text[]) OR next_due_at <= $2
@@ -141,7 +146,7 @@ async def write(
     assert conn.is_in_transaction(), "the ledger stage runs in the batch's transaction"
     if not messages:
         return Outcome()
-    books = await _load(conn, messages)
+    books = await _load(conn, messages, programs)
     budgets_before = dict(books.budgets)
     outcome = run(messages, books, programs)
     await append(conn, outcome.records)
@@ -151,9 +156,14 @@ async def write(
     return outcome
 
 
-async def _load(conn: asyncpg.Connection, messages: Sequence[Message]) -> Books:
+async def _load(
+    conn: asyncpg.Connection, messages: Sequence[Message], programs: Sequence[CompiledProgram]
+) -> Books:
     """Lock and load what the messages concern: their partners; every partner for a period
-    close; for a clock advance also every partner with work due by then."""
+    close; for a clock advance also every partner with work due by then; then the spend of
+    every program version (its row made first if it has none yet, so that the lock covers
+    a version's first spend too: two writers both spending first would otherwise both
+    start from nothing, and the second's upsert would overwrite the first's spend)."""
     partners = sorted({m.partner_id for m in messages if not isinstance(m, ALL_PARTNER_COMMANDS)})
     await conn.execute(_ENSURE_ROWS, partners, GENESIS_HASH)
     if any(isinstance(m, ClosePeriod) for m in messages):
@@ -176,6 +186,8 @@ async def _load(conn: asyncpg.Connection, messages: Sequence[Message]) -> Books:
             state = books.states.get(row["partner_id"])
             if state is not None:  # an order is only ever written with its partner's state
                 state.orders.setdefault(row["order_id"], decode_order(row["state"]))
+    keys = sorted(cp.key for cp in programs)
+    await conn.execute(_ENSURE_SPEND, [k for k, _ in keys], [v for _, v in keys])
     for row in await conn.fetch(
         "SELECT program_id, version, spent FROM program_spend ORDER BY 1, 2 FOR UPDATE"
     ):
