@@ -22,7 +22,7 @@ import msgspec
 
 from benchmarks.scratch import BenchError
 from processors.engine import CompiledProgram, compile_program
-from processors.runner import Books, run
+from processors.engine.runner import Books, run
 from schemas.codec import Limits, Rejection, decode
 from schemas.program_loader import load_program
 from schemas.settings import PROJECT_ROOT

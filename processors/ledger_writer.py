@@ -43,7 +43,7 @@ from processors.engine import (
     next_due,
 )
 from processors.ingest import Accepted
-from processors.runner import Books, Outcome, run
+from processors.engine.runner import Books, Outcome, run
 from schemas.commands import ALL_PARTNER_COMMANDS, AdvanceClock, ClosePeriod
 from schemas.events import SaleRecorded, SaleReversed
 from schemas.streams import Message

@@ -31,7 +31,7 @@ from ledger import program_store
 from ledger.core import Record, explanation_json, record_hash
 from ledger.store import stream_records
 from processors.engine import CompiledProgram, compile_program
-from processors.runner import Books, run
+from processors.engine.runner import Books, run
 from schemas.streams import ANY, Message
 
 # Inputs run per call of the runner; bounds the decoded inputs held at once.
