@@ -122,6 +122,7 @@ class CompiledProgram:
         self.currency = core.currency(program.currency)
         self.points_asset = core.points(program.program_id)
         self.mdf_asset = core.mdf(program.currency)
+        self.expense_account = core.program_expense(program.program_id)
         self.rules: tuple[CompiledRule, ...] = tuple(self._compile(r) for r in program.rules)
         self.by_id: Mapping[str, CompiledRule] = {c.rule.id: c for c in self.rules}
         self.tiers: tuple[Tier, ...] = program.tiers

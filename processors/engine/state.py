@@ -222,7 +222,22 @@ def encode_state(state: PartnerState) -> bytes:
 
 
 def decode_state(data: bytes | str) -> PartnerState:
-    return _DECODER.decode(data)
+    state = _DECODER.decode(data)
+    # States stored before holds were kept in release order had them in accrual order.
+    state.holds.sort(key=hold_order)
+    state.lots.sort(key=lot_order)
+    return state
+
+
+def hold_order(hold: Hold) -> tuple[dt.datetime, uuid.UUID]:
+    """The order of ``PartnerState.holds``: soonest release first, then by record id, so
+    that ``due`` finds the holds that ended at the front (a UUID orders as its text)."""
+    return (hold.release_at, hold.record_id)
+
+
+def lot_order(lot: Lot) -> tuple[dt.date, uuid.UUID]:
+    """The order of ``PartnerState.lots``: soonest expiry first, then by record id."""
+    return (lot.expires_on, lot.record_id)
 
 
 _ORDER_DECODER: Final = msgspec.json.Decoder(OrderState)
@@ -293,9 +308,19 @@ def prune(state: PartnerState, today: dt.date) -> None:
     Once per day of event time: a later event of the same day (or an earlier day) has
     nothing more to forget, and pruning is linear in what the state holds.
     """
-    if state.pruned_on is not None and today <= state.pruned_on:
+    last = state.pruned_on
+    if last is not None and today <= last:
         return
     state.pruned_on = today
+    if state.days:
+        oldest_day = (today - dt.timedelta(days=DAYS_KEPT - 1)).isoformat()
+        if min(state.days) < oldest_day:
+            state.days = {k: v for k, v in state.days.items() if k >= oldest_day}
+    # Everything else is kept by month or year, so only a new month has more to forget;
+    # orders past ``keep_until`` are already gone to ``visible_order`` (it reads
+    # ``pruned_on``), so dropping them once a month changes no decision.
+    if last is not None and (last.year, last.month) == (today.year, today.month):
+        return
     oldest_month = month_key(add_months(dt.date(today.year, today.month, 1), -MONTHS_KEPT + 1))
     state.months = {k: v for k, v in state.months.items() if k >= oldest_month}
     oldest_year = str(today.year - 1)
@@ -307,9 +332,6 @@ def prune(state: PartnerState, today: dt.date) -> None:
         k: v for k, v in state.settled_claims.items() if v[:4] >= oldest_year
     }
     state.orders = {k: v for k, v in state.orders.items() if v.keep_until >= today}
-    if state.days:
-        oldest_day = (today - dt.timedelta(days=DAYS_KEPT - 1)).isoformat()
-        state.days = {k: v for k, v in state.days.items() if k >= oldest_day}
     # Targets are "program|period|metric"; gates "program|rule|period", kept as long as the
     # orders whose earnings they took (a reversal then takes nothing more).
     state.targets = {

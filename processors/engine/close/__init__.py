@@ -116,6 +116,7 @@ def close_period(
         if key in state.closed:
             continue
         book = Book(state, source, at, recorded_at or at, budgets, spent)
+        book.checked = True
         _post(book, program, [a for a in awards if a.partner_id == pid], ctx)
         if ends_with_month(program.program.period, last_day):
             period_end(book, program, last_day)
