@@ -16,7 +16,7 @@ from typing import Final
 
 from ledger import core
 from ledger.core import Draft, Explanation, InputValue, Posting, RecordKind
-from processors.engine.compiled import CompiledProgram, CompiledRule
+from processors.engine.compiled import CompiledProgram, CompiledRule, Subject
 from processors.engine.periods import add_months, day_of
 from processors.engine.state import (
     Hold,
@@ -63,6 +63,9 @@ class Book:
         # of a period close, whose explanations grow with the number of partners; the
         # drafts of one event are bounded by the validated event they come from.
         self.checked = False
+        # What eligibility looks at, per program and period kind, while the facts it is
+        # computed from cannot change (the rules of one sale, after the sale is counted).
+        self.subjects: dict[tuple[str, int, object, bool], Subject] | None = None
 
     # ------------------------------------------------------------------ the primitive
 

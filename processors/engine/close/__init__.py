@@ -98,11 +98,15 @@ def close_period(
     *,
     budgets: Budgets = NO_SPEND,
     recorded_at: dt.datetime | None = None,
+    owned: bool = False,
 ) -> CloseResult:
+    """Close ``period`` for ``program`` over ``states``; the states given are not changed,
+    unless ``owned``: a caller holding the only references (the runner) gives them up,
+    which spares a deep copy of every partner's state at every close."""
     month = month_start(period)
     last_day = period_last_day(PeriodKind.MONTH, month)
     at = close_at(period)
-    out = {pid: copy_state(states[pid]) for pid in sorted(states)}
+    out = {pid: states[pid] if owned else copy_state(states[pid]) for pid in sorted(states)}
     if not program.effective_on(last_day):
         return CloseResult(drafts={}, states=out)
     key = close_key(program, period)
