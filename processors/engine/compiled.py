@@ -11,7 +11,7 @@ from typing import Final, NamedTuple
 
 from ledger import core
 from processors.engine.periods import tenure_months
-from processors.engine.state import Profile
+from processors.engine.state import PartnerStatus, Profile
 from schemas.events import SCALES
 from schemas.programs import (
     CategoryRate,
@@ -56,7 +56,7 @@ def _always(_: Subject) -> bool:
 def compile_eligibility(eligibility: Eligibility | None) -> Predicate:
     """All conditions must hold; a partner without a profile or not active earns nothing."""
     checks: list[Predicate] = [
-        lambda s: s.profile is not None and s.profile.status == "active"
+        lambda s: s.profile is not None and s.profile.status is PartnerStatus.ACTIVE
     ]
     if eligibility is not None:
         checks += _conditions(eligibility)

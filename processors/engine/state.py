@@ -38,8 +38,9 @@ whichever is later. A reversal of a pruned order is refused as an unknown order.
 """
 
 import datetime as dt
+import enum
 import uuid
-from typing import Final
+from typing import Final, NamedTuple
 
 import msgspec
 
@@ -50,11 +51,19 @@ DAYS_KEPT: Final = 366  # the longest window in days
 ORDER_RETENTION_DAYS: Final = 3 * 366
 
 
+class PartnerStatus(enum.StrEnum):
+    """A partner's standing (``PartnerRegistered.status``); stored as its value."""
+
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    TERMINATED = "terminated"
+
+
 class Profile(msgspec.Struct, kw_only=True):
     kind: str
     region: str
     joined_on: dt.date
-    status: str
+    status: PartnerStatus
     team: str | None = None
     parent: str | None = None  # parent_partner_id: the distributor that supplies it
 
@@ -203,7 +212,7 @@ class PartnerState(msgspec.Struct, kw_only=True):
     certifications: dict[str, str] = {}  # certification id -> month first earned
     claims: dict[str, Claim] = {}  # claims awaiting approval
     settled_claims: dict[str, str] = {}  # claim id -> month approved or rejected
-    closed: list[str] = []  # "program|version|rule-period" keys already settled
+    closed: list[str] = []  # months already settled, as ``ClosedPeriod.text()``
     pruned_on: dt.date | None = None  # the latest day ``prune`` ran for
     days: dict[str, DayAgg] = {}  # "YYYY-MM-DD" -> facts, while a day window needs them
     targets: dict[str, TargetState] = {}  # "program|period|metric" -> target
@@ -269,6 +278,36 @@ def copy_state(state: PartnerState) -> PartnerState:
     return _COPY_DECODER.decode(_COPY_ENCODER.encode(state))
 
 
+class ClosedPeriod(NamedTuple):
+    """A month closed for one program version. ``PartnerState.closed`` stores it as text,
+    ``"<program_id>|<version>|<YYYY-MM>"`` (ids hold no ``|``), the form states were
+    always stored in; the engine reads and writes it only through this type."""
+
+    program_id: str
+    version: int
+    month: str  # "YYYY-MM"
+
+    def text(self) -> str:
+        return f"{self.program_id}|{self.version}|{self.month}"
+
+    @classmethod
+    def parse(cls, text: str) -> "ClosedPeriod":
+        program_id, version, month = text.split("|")
+        return cls(program_id, int(version), month)
+
+
+def is_closed(state: PartnerState, closed: ClosedPeriod) -> bool:
+    return closed.text() in state.closed
+
+
+def mark_closed(state: PartnerState, closed: ClosedPeriod) -> None:
+    state.closed.append(closed.text())
+
+
+def closed_periods(state: PartnerState) -> list[ClosedPeriod]:
+    return [ClosedPeriod.parse(text) for text in state.closed]
+
+
 def month(state: PartnerState, key: str) -> MonthAgg:
     found = state.months.get(key)
     if found is None:
@@ -327,7 +366,7 @@ def prune(state: PartnerState, today: dt.date) -> None:
     state.counters = {
         k: v for k, v in state.counters.items() if k.rsplit("|", 1)[1][:4] >= oldest_year
     }
-    state.closed = [k for k in state.closed if k.rsplit("|", 1)[1][:4] >= oldest_year]
+    state.closed = [c.text() for c in closed_periods(state) if c.month[:4] >= oldest_year]
     state.settled_claims = {
         k: v for k, v in state.settled_claims.items() if v[:4] >= oldest_year
     }
