@@ -1,4 +1,4 @@
-"""The pure engine: ``processors.runner.run`` over the decoded sample, on one core.
+"""The pure engine: ``processors.engine.runner.run`` over the decoded sample, on one core.
 
 The sample is decoded and validated first (as the worker's boundary does), and not timed;
 then one call of the runner takes every message in order, with the example program, from
@@ -22,7 +22,7 @@ import msgspec
 
 from benchmarks.scratch import BenchError
 from processors.engine import CompiledProgram, compile_program
-from processors.runner import Books, run
+from processors.engine.runner import Books, run
 from schemas.codec import Limits, Rejection, decode
 from schemas.program_loader import load_program
 from schemas.settings import PROJECT_ROOT

@@ -34,7 +34,7 @@ SECTIONS: list[tuple[str, list[Spec]]] = [
     ("Upload: incentives publish of the sample file", [
         Spec("publish.messages_per_s", "incentives publish", "/s"),
     ]),
-    ("Pure engine: processors.runner.run over the decoded sample, one core", [
+    ("Pure engine: processors.engine.runner.run over the decoded sample, one core", [
         Spec("engine.messages_per_s", "engine + hash chains", "/s", Target(">=", 20_000)),
     ]),
     ("Live lane: publish to committed ledger (example program, exactly-once)", [

@@ -42,8 +42,8 @@ from processors.engine import (
     encode_state,
     next_due,
 )
+from processors.engine.runner import Books, Outcome, run
 from processors.ingest import Accepted
-from processors.runner import Books, Outcome, run
 from schemas.commands import ALL_PARTNER_COMMANDS, AdvanceClock, ClosePeriod
 from schemas.events import SaleRecorded, SaleReversed
 from schemas.streams import Message

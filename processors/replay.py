@@ -2,7 +2,7 @@
 
 The inbox holds the canonical bytes of every accepted input in the order the worker
 applied them (``arrival_seq``). Run again through the same pure runner
-(``processors.runner``), with the program versions the worker had at the time, they must
+(``processors.engine.runner``), with the program versions the worker had at the time, they must
 give the stored ledger exactly: the same record ids, sequence numbers and hashes, chain by
 chain. ``audit verify`` shows that the chains are intact; the replay shows that they are
 the consequence of the inputs, which a rewritten but consistently rehashed ledger is not.
@@ -31,7 +31,7 @@ from ledger import program_store
 from ledger.core import Record, explanation_json, record_hash
 from ledger.store import stream_records
 from processors.engine import CompiledProgram, compile_program
-from processors.runner import Books, run
+from processors.engine.runner import Books, run
 from schemas.streams import ANY, Message
 
 # Inputs run per call of the runner; bounds the decoded inputs held at once.

@@ -10,7 +10,7 @@ from processors.engine.book import Book
 from processors.engine.compiled import CompiledProgram, CompiledRule
 from processors.engine.periods import day_of, month_key, period_key
 from processors.engine.sales import subject
-from processors.engine.state import Profile, SurveyAgg, day_facts, month
+from processors.engine.state import PartnerStatus, Profile, SurveyAgg, day_facts, month
 from schemas.events import PartnerRegistered, PartnerUpdated, SurveyCompleted, TrainingCompleted
 from schemas.programs import SatisfactionRule, TrainingRule
 
@@ -116,7 +116,7 @@ def _training(book: Book, cp: CompiledProgram, cr: CompiledRule, rule: TrainingR
 
 def register(book: Book, event: PartnerRegistered) -> None:
     book.state.profile = Profile(kind=event.kind, region=event.region, joined_on=event.joined_on,
-                                 status=event.status, team=event.team,
+                                 status=PartnerStatus(event.status), team=event.team,
                                  parent=event.parent_partner_id)
 
 
@@ -124,7 +124,8 @@ def update_profile(book: Book, event: PartnerUpdated) -> None:
     old = book.state.profile
     if old is None:
         # An update before the registration: start from what it says.
-        old = Profile(kind="", region="", joined_on=day_of(event.occurred_at), status="active")
+        old = Profile(kind="", region="", joined_on=day_of(event.occurred_at),
+                      status=PartnerStatus.ACTIVE)
     if event.kind is not UNSET:
         old.kind = event.kind
     if event.region is not UNSET:
@@ -132,7 +133,7 @@ def update_profile(book: Book, event: PartnerUpdated) -> None:
     if event.joined_on is not UNSET:
         old.joined_on = event.joined_on
     if event.status is not UNSET:
-        old.status = event.status
+        old.status = PartnerStatus(event.status)
     if event.team is not UNSET:
         old.team = event.team
     if event.parent_partner_id is not UNSET:

@@ -7,16 +7,25 @@ and this call's budget spend in step. Caps and the budget cut an award here, in 
 and say so in the explanation.
 """
 
+import bisect
 import datetime as dt
+import functools
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Final
 
 from ledger import core
 from ledger.core import Draft, Explanation, InputValue, Posting, RecordKind
-from processors.engine.compiled import CompiledProgram, CompiledRule
+from processors.engine.compiled import CompiledProgram, CompiledRule, Subject
 from processors.engine.periods import add_months, day_of
-from processors.engine.state import Hold, Lot, PartnerState, counter_key
+from processors.engine.state import (
+    Hold,
+    Lot,
+    PartnerState,
+    counter_key,
+    hold_order,
+    lot_order,
+)
 
 # Program spend so far per (program id, version), in minor units of the program currency:
 # currency awards net of clawbacks, plus the unit cost of non-cash awards. The processor
@@ -47,6 +56,16 @@ class Book:
         self.drafts: list[Draft] = []
         # Whether daily facts are kept (a program measures a tier window in days).
         self.day_facts = False
+        # The partner's two accounts, named once per book (``core`` checks the id).
+        self.pending_account = core.partner_pending(self.partner_id)
+        self.available_account = core.partner_available(self.partner_id)
+        # Whether each draft is validated in full (``core.validate_draft``): for the drafts
+        # of a period close, whose explanations grow with the number of partners; the
+        # drafts of one event are bounded by the validated event they come from.
+        self.checked = False
+        # What eligibility looks at, per program and period kind, while the facts it is
+        # computed from cannot change (the rules of one sale, after the sale is counted).
+        self.subjects: dict[tuple[str, int, object, bool], Subject] | None = None
 
     # ------------------------------------------------------------------ the primitive
 
@@ -61,7 +80,7 @@ class Book:
         occurred_at: dt.datetime | None = None,
         source_event_ids: tuple[uuid.UUID, ...] = (),
     ) -> Draft:
-        draft = Draft(
+        draft = core.built_draft(
             partner_id=self.partner_id,
             kind=kind,
             occurred_at=occurred_at or self.occurred_at,
@@ -74,13 +93,14 @@ class Book:
             program_version=None if program is None else program[1],
             rule_id=rule_id,
         )
+        if self.checked:
+            core.validate_draft(draft)
         self._fold(draft)
         self.drafts.append(draft)
         return draft
 
     def _fold(self, draft: Draft) -> None:
-        pending = core.partner_pending(self.partner_id)
-        available = core.partner_available(self.partner_id)
+        pending, available = self.pending_account, self.available_account
         for p in draft.postings:
             if p.account == pending:
                 self.state.pending[p.asset] = self.state.pending.get(p.asset, 0) + p.amount
@@ -89,7 +109,7 @@ class Book:
             elif (
                 draft.program_id is not None
                 and draft.program_version is not None
-                and p.account == core.program_expense(draft.program_id)
+                and p.account == _expense_account(draft.program_id)
                 and core.asset_kind(p.asset) is core.AssetKind.CURRENCY
             ):
                 key = (draft.program_id, draft.program_version)
@@ -154,15 +174,15 @@ class Book:
         """Program expense -> partner, pending when the rule holds, counted for caps."""
         assert amount > 0 and cr.asset is not None, (amount, cr.rule.id)
         asset = cr.asset
-        target = core.partner_pending if cr.hold_days else core.partner_available
+        target = self.pending_account if cr.hold_days else self.available_account
         draft = self.record(
             RecordKind.ACCRUAL,
             cp.key,
             cr.rule.id,
             leg,
             [
-                Posting(core.program_expense(cp.program_id), asset, -amount),
-                Posting(target(self.partner_id), asset, amount),
+                Posting(cp.expense_account, asset, -amount),
+                Posting(target, asset, amount),
             ],
             explanation,
         )
@@ -172,7 +192,8 @@ class Book:
         self.state.counters[key] = self.state.counters.get(key, 0) + amount
         expiry = lot_expiry_months(cp, asset)
         if cr.hold_days:
-            self.state.holds.append(
+            bisect.insort(
+                self.state.holds,
                 Hold(
                     record_id=draft.record_id,
                     source_event_id=draft.source_event_ids[0],
@@ -185,7 +206,8 @@ class Book:
                     release_at=draft.occurred_at + dt.timedelta(days=cr.hold_days),
                     lot_expiry_months=expiry,
                     period=period,
-                )
+                ),
+                key=hold_order,
             )
         elif expiry is not None:
             self.add_lot(draft, asset, amount, expiry)
@@ -194,7 +216,8 @@ class Book:
     def add_lot(self, draft: Draft, asset: str, amount: int, expiry_months: int) -> None:
         assert draft.program_id is not None and draft.program_version is not None
         day = day_of(draft.occurred_at)
-        self.state.lots.append(
+        bisect.insort(
+            self.state.lots,
             Lot(
                 record_id=draft.record_id,
                 source_event_id=draft.source_event_ids[0],
@@ -206,9 +229,9 @@ class Book:
                 left=amount,
                 available_on=day,
                 expires_on=add_months(day, expiry_months),
-            )
+            ),
+            key=lot_order,
         )
-        self.state.lots.sort(key=lambda lot: (lot.expires_on, str(lot.record_id)))
 
     def take_back(
         self,
@@ -241,15 +264,15 @@ class Book:
         from_available = amount - from_pending
         if from_available:
             consume_lots(self.state, asset, from_available)
-        account = to_account or core.program_expense(program[0])
+        account = to_account or _expense_account(program[0])
         return self.record(
             kind,
             program,
             rule_id,
             leg,
             [
-                Posting(core.partner_pending(self.partner_id), asset, -from_pending),
-                Posting(core.partner_available(self.partner_id), asset, -from_available),
+                Posting(self.pending_account, asset, -from_pending),
+                Posting(self.available_account, asset, -from_available),
                 Posting(account, asset, amount),
             ],
             explanation,
@@ -288,11 +311,16 @@ class Book:
             rule_id,
             leg,
             [
-                Posting(core.partner_available(self.partner_id), asset, -amount),
+                Posting(self.available_account, asset, -amount),
                 Posting(to_account, asset, amount),
             ],
             explanation,
         )
+
+
+@functools.lru_cache(maxsize=256)
+def _expense_account(program_id: str) -> str:
+    return core.program_expense(program_id)
 
 
 def lot_expiry_months(cp: CompiledProgram, asset: str) -> int | None:
@@ -320,7 +348,7 @@ def consume_lots(state: PartnerState, asset: str, amount: int) -> None:
 def spend_of(drafts: list[Draft], cp: CompiledProgram) -> int:
     """What ``drafts`` cost the budget of ``cp`` in program currency (clawbacks count
     negative); non-cash awards count their ``unit_cost``. Add it to ``Budgets``."""
-    expense = core.program_expense(cp.program_id)
+    expense = cp.expense_account
     total = 0
     for draft in drafts:
         if (draft.program_id, draft.program_version) != cp.key:

@@ -11,7 +11,7 @@ from typing import Final, NamedTuple
 
 from ledger import core
 from processors.engine.periods import tenure_months
-from processors.engine.state import Profile
+from processors.engine.state import PartnerStatus, Profile
 from schemas.events import SCALES
 from schemas.programs import (
     CategoryRate,
@@ -56,7 +56,7 @@ def _always(_: Subject) -> bool:
 def compile_eligibility(eligibility: Eligibility | None) -> Predicate:
     """All conditions must hold; a partner without a profile or not active earns nothing."""
     checks: list[Predicate] = [
-        lambda s: s.profile is not None and s.profile.status == "active"
+        lambda s: s.profile is not None and s.profile.status is PartnerStatus.ACTIVE
     ]
     if eligibility is not None:
         checks += _conditions(eligibility)
@@ -122,6 +122,7 @@ class CompiledProgram:
         self.currency = core.currency(program.currency)
         self.points_asset = core.points(program.program_id)
         self.mdf_asset = core.mdf(program.currency)
+        self.expense_account = core.program_expense(program.program_id)
         self.rules: tuple[CompiledRule, ...] = tuple(self._compile(r) for r in program.rules)
         self.by_id: Mapping[str, CompiledRule] = {c.rule.id: c for c in self.rules}
         self.tiers: tuple[Tier, ...] = program.tiers

@@ -47,17 +47,22 @@ def next_due(state: PartnerState) -> dt.datetime | None:
     The live worker stores it beside the state so that an ``AdvanceClock`` loads only the
     partners with work due; the runner uses it to pick the same partners in a replay.
     """
-    moments = [h.release_at for h in state.holds]
-    moments += [start_of_day(lot.expires_on) for lot in state.lots]
+    # Both lists are kept in order (``state.hold_order``, ``state.lot_order``).
+    moments = [h.release_at for h in state.holds[:1]]
+    moments += [start_of_day(lot.expires_on) for lot in state.lots[:1]]
     return min(moments, default=None)
 
 
 def _release(book: Book, as_of: dt.datetime) -> None:
-    state = book.state
-    ended = sorted((h for h in state.holds if h.release_at <= as_of),
-                   key=lambda h: (h.release_at, str(h.record_id)))
+    holds = book.state.holds  # in release order: those that ended are at the front
+    count = 0
+    while count < len(holds) and holds[count].release_at <= as_of:
+        count += 1
+    if not count:
+        return
+    ended = holds[:count]
+    del holds[:count]
     for hold in ended:
-        state.holds.remove(hold)
         if hold.left <= 0:
             continue
         draft = book.record(
@@ -83,9 +88,15 @@ def _release(book: Book, as_of: dt.datetime) -> None:
 
 def _expire(book: Book, today: dt.date) -> None:
     state = book.state
-    lapsed = [lot for lot in state.lots if lot.expires_on <= today]
-    state.lots = [lot for lot in state.lots if lot.expires_on > today]
-    for lot in sorted(lapsed, key=lambda x: (x.expires_on, str(x.record_id))):
+    lots = state.lots  # in expiry order: those that lapsed are at the front
+    count = 0
+    while count < len(lots) and lots[count].expires_on <= today:
+        count += 1
+    if not count:
+        return
+    lapsed = lots[:count]
+    del lots[:count]
+    for lot in lapsed:
         amount = min(lot.left, max(state.available.get(lot.asset, 0), 0))
         if amount <= 0:
             continue

@@ -55,6 +55,7 @@ def record_sale(book: Book, event: SaleRecorded, programs: list[CompiledProgram]
     first_time = event.customer_id not in state.customers
     counted_new = event.new_customer and first_time
     _count(book, event, day, counted_new)
+    book.subjects = {}
     order = OrderState(
         order_id=event.order_id,
         event_id=event.event_id,
@@ -89,6 +90,7 @@ def record_sale(book: Book, event: SaleRecorded, programs: list[CompiledProgram]
             elif isinstance(rule, ThresholdBonusRule):
                 _threshold(book, cp, cr, rule, event, day, counted_new)
         _extend_retention(order)
+    book.subjects = None
     return None
 
 
@@ -126,6 +128,17 @@ def _extend_retention(order: OrderState) -> None:
 
 
 def subject(book: Book, cp: CompiledProgram, cr: CompiledRule, day: dt.date) -> Subject:
+    assert cr.period is not None
+    if book.subjects is None:
+        return _subject(book, cp, cr, day)
+    key = (cp.program_id, cp.version, cr.period, cr.needs_surveys)
+    found = book.subjects.get(key)
+    if found is None:
+        found = book.subjects[key] = _subject(book, cp, cr, day)
+    return found
+
+
+def _subject(book: Book, cp: CompiledProgram, cr: CompiledRule, day: dt.date) -> Subject:
     assert cr.period is not None
     return Subject(
         profile=book.state.profile,

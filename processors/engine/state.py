@@ -38,8 +38,9 @@ whichever is later. A reversal of a pruned order is refused as an unknown order.
 """
 
 import datetime as dt
+import enum
 import uuid
-from typing import Final
+from typing import Final, NamedTuple
 
 import msgspec
 
@@ -50,11 +51,19 @@ DAYS_KEPT: Final = 366  # the longest window in days
 ORDER_RETENTION_DAYS: Final = 3 * 366
 
 
+class PartnerStatus(enum.StrEnum):
+    """A partner's standing (``PartnerRegistered.status``); stored as its value."""
+
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    TERMINATED = "terminated"
+
+
 class Profile(msgspec.Struct, kw_only=True):
     kind: str
     region: str
     joined_on: dt.date
-    status: str
+    status: PartnerStatus
     team: str | None = None
     parent: str | None = None  # parent_partner_id: the distributor that supplies it
 
@@ -203,7 +212,7 @@ class PartnerState(msgspec.Struct, kw_only=True):
     certifications: dict[str, str] = {}  # certification id -> month first earned
     claims: dict[str, Claim] = {}  # claims awaiting approval
     settled_claims: dict[str, str] = {}  # claim id -> month approved or rejected
-    closed: list[str] = []  # "program|version|rule-period" keys already settled
+    closed: list[str] = []  # months already settled, as ``ClosedPeriod.text()``
     pruned_on: dt.date | None = None  # the latest day ``prune`` ran for
     days: dict[str, DayAgg] = {}  # "YYYY-MM-DD" -> facts, while a day window needs them
     targets: dict[str, TargetState] = {}  # "program|period|metric" -> target
@@ -222,7 +231,22 @@ def encode_state(state: PartnerState) -> bytes:
 
 
 def decode_state(data: bytes | str) -> PartnerState:
-    return _DECODER.decode(data)
+    state = _DECODER.decode(data)
+    # States stored before holds were kept in release order had them in accrual order.
+    state.holds.sort(key=hold_order)
+    state.lots.sort(key=lot_order)
+    return state
+
+
+def hold_order(hold: Hold) -> tuple[dt.datetime, uuid.UUID]:
+    """The order of ``PartnerState.holds``: soonest release first, then by record id, so
+    that ``due`` finds the holds that ended at the front (a UUID orders as its text)."""
+    return (hold.release_at, hold.record_id)
+
+
+def lot_order(lot: Lot) -> tuple[dt.date, uuid.UUID]:
+    """The order of ``PartnerState.lots``: soonest expiry first, then by record id."""
+    return (lot.expires_on, lot.record_id)
 
 
 _ORDER_DECODER: Final = msgspec.json.Decoder(OrderState)
@@ -252,6 +276,36 @@ def copy_state(state: PartnerState) -> PartnerState:
     round-trips the same types several times faster.
     """
     return _COPY_DECODER.decode(_COPY_ENCODER.encode(state))
+
+
+class ClosedPeriod(NamedTuple):
+    """A month closed for one program version. ``PartnerState.closed`` stores it as text,
+    ``"<program_id>|<version>|<YYYY-MM>"`` (ids hold no ``|``), the form states were
+    always stored in; the engine reads and writes it only through this type."""
+
+    program_id: str
+    version: int
+    month: str  # "YYYY-MM"
+
+    def text(self) -> str:
+        return f"{self.program_id}|{self.version}|{self.month}"
+
+    @classmethod
+    def parse(cls, text: str) -> "ClosedPeriod":
+        program_id, version, month = text.split("|")
+        return cls(program_id, int(version), month)
+
+
+def is_closed(state: PartnerState, closed: ClosedPeriod) -> bool:
+    return closed.text() in state.closed
+
+
+def mark_closed(state: PartnerState, closed: ClosedPeriod) -> None:
+    state.closed.append(closed.text())
+
+
+def closed_periods(state: PartnerState) -> list[ClosedPeriod]:
+    return [ClosedPeriod.parse(text) for text in state.closed]
 
 
 def month(state: PartnerState, key: str) -> MonthAgg:
@@ -293,23 +347,30 @@ def prune(state: PartnerState, today: dt.date) -> None:
     Once per day of event time: a later event of the same day (or an earlier day) has
     nothing more to forget, and pruning is linear in what the state holds.
     """
-    if state.pruned_on is not None and today <= state.pruned_on:
+    last = state.pruned_on
+    if last is not None and today <= last:
         return
     state.pruned_on = today
+    if state.days:
+        oldest_day = (today - dt.timedelta(days=DAYS_KEPT - 1)).isoformat()
+        if min(state.days) < oldest_day:
+            state.days = {k: v for k, v in state.days.items() if k >= oldest_day}
+    # Everything else is kept by month or year, so only a new month has more to forget;
+    # orders past ``keep_until`` are already gone to ``visible_order`` (it reads
+    # ``pruned_on``), so dropping them once a month changes no decision.
+    if last is not None and (last.year, last.month) == (today.year, today.month):
+        return
     oldest_month = month_key(add_months(dt.date(today.year, today.month, 1), -MONTHS_KEPT + 1))
     state.months = {k: v for k, v in state.months.items() if k >= oldest_month}
     oldest_year = str(today.year - 1)
     state.counters = {
         k: v for k, v in state.counters.items() if k.rsplit("|", 1)[1][:4] >= oldest_year
     }
-    state.closed = [k for k in state.closed if k.rsplit("|", 1)[1][:4] >= oldest_year]
+    state.closed = [c.text() for c in closed_periods(state) if c.month[:4] >= oldest_year]
     state.settled_claims = {
         k: v for k, v in state.settled_claims.items() if v[:4] >= oldest_year
     }
     state.orders = {k: v for k, v in state.orders.items() if v.keep_until >= today}
-    if state.days:
-        oldest_day = (today - dt.timedelta(days=DAYS_KEPT - 1)).isoformat()
-        state.days = {k: v for k, v in state.days.items() if k >= oldest_day}
     # Targets are "program|period|metric"; gates "program|rule|period", kept as long as the
     # orders whose earnings they took (a reversal then takes nothing more).
     state.targets = {

@@ -25,7 +25,7 @@ from processors.engine.book import Book
 from processors.engine.compiled import CompiledProgram
 from processors.engine.periods import MONTHS_PER, add_months, month_key
 from processors.engine.results import Refusal, RefusalCode
-from processors.engine.state import PartnerState, TargetState
+from processors.engine.state import PartnerState, TargetState, closed_periods
 from schemas.commands import TargetsSet
 from schemas.programs import EarningRule, Metric, TargetAttainmentRule, rule_period
 from schemas.programs import Period as PeriodKind
@@ -65,10 +65,9 @@ def measured_by(cp: CompiledProgram, kind: PeriodKind, metric: str) -> list[str]
 def closed_for(state: PartnerState, program_id: str, last_day: dt.date) -> str | None:
     """The closed month that settles the period ending ``last_day`` (or a later one)."""
     last_month = month_key(last_day)
-    for key in state.closed:
-        pid, _, month = key.split("|")
-        if pid == program_id and month >= last_month:
-            return month
+    for closed in closed_periods(state):
+        if closed.program_id == program_id and closed.month >= last_month:
+            return closed.month
     return None
 
 

@@ -11,6 +11,7 @@ partner had when it was made.
 """
 
 import datetime as dt
+from collections.abc import Iterable
 
 from ledger.core import Explanation, InputValue, RecordKind
 from processors.engine.book import Book
@@ -50,23 +51,53 @@ def measure_days(state: PartnerState, cp: CompiledProgram, window: int,
                  day: dt.date) -> dict[str, int]:
     """The criteria over the ``window`` days ending with ``day``, from the daily facts."""
     net = certified = count = total = 0
-    scale = cp.scale_name
-    for key in day_keys(day, window):
-        agg = state.days.get(key)
+    scale, currency = cp.scale_name, cp.currency
+    days = state.days
+    if not days:
+        keys: Iterable[str] = ()
+    elif len(days) < window:
+        # Fewer facts than days in the window: look at the facts, not at every day.
+        first = day_keys(day, window)[-1]
+        last = day.isoformat()
+        keys = [k for k in days if first <= k <= last]
+    else:
+        keys = day_keys(day, window)
+    for key in keys:
+        agg = days.get(key)
         if agg is None:
             continue
-        net += agg.net.get(cp.currency, 0)
+        net += agg.net.get(currency, 0)
         certified += agg.certifications
-        if scale is not None and scale in agg.surveys:
-            count += agg.surveys[scale].count
-            total += agg.surveys[scale].score_sum
+        if scale is not None:
+            found = agg.surveys.get(scale)
+            if found is not None:
+                count += found.count
+                total += found.score_sum
     return {"window_days": window, "net_sales": net, "certifications": certified,
             "surveys": count, "survey_score_sum": total}
 
 
-def qualifies(state: PartnerState, cp: CompiledProgram, tier: Tier, day: dt.date) -> bool:
+class Measures:
+    """The criteria of one partner on one day, each window measured once: the tiers of a
+    program share a few windows, and a tier check looks at several tiers."""
+
+    def __init__(self, state: PartnerState, cp: CompiledProgram, day: dt.date) -> None:
+        self.state, self.cp, self.day = state, cp, day
+        self._done: dict[tuple[int | None, int | None], dict[str, int]] = {}
+
+    def of(self, tier: Tier) -> dict[str, int]:
+        q = tier.qualify
+        key = (q.window_days, q.window_months)
+        found = self._done.get(key)
+        if found is None:
+            found = self._done[key] = measure(self.state, self.cp, tier, self.day)
+        return found
+
+
+def qualifies(state: PartnerState, cp: CompiledProgram, tier: Tier, day: dt.date,
+              measures: Measures | None = None) -> bool:
     q = tier.qualify
-    m = measure(state, cp, tier, day)
+    m = measures.of(tier) if measures is not None else measure(state, cp, tier, day)
     if m["net_sales"] < q.net_sales_min or m["certifications"] < q.certifications_min:
         return False
     avg_min = q.avg_satisfaction_min_x100
@@ -76,12 +107,15 @@ def qualifies(state: PartnerState, cp: CompiledProgram, tier: Tier, day: dt.date
     return m["surveys"] >= q.surveys_min and m["survey_score_sum"] * 100 >= avg_min * m["surveys"]
 
 
-def qualified_index(state: PartnerState, cp: CompiledProgram, day: dt.date) -> int:
-    best = 0
-    for i, tier in enumerate(cp.tiers):
-        if qualifies(state, cp, tier, day):
-            best = i
-    return best
+def qualified_index(state: PartnerState, cp: CompiledProgram, day: dt.date,
+                    measures: Measures | None = None, above: int = -1) -> int:
+    """The highest tier the partner qualifies for; 0 (the entry tier) when none, or when
+    none above ``above`` (tiers at or below it are not looked at)."""
+    measures = measures or Measures(state, cp, day)
+    for i in range(len(cp.tiers) - 1, max(above, 0), -1):
+        if qualifies(state, cp, cp.tiers[i], day, measures):
+            return i
+    return 0
 
 
 def _change(book: Book, cp: CompiledProgram, old: str | None, new: Tier, day: dt.date,
@@ -110,7 +144,7 @@ def upgrade(book: Book, cp: CompiledProgram, day: dt.date) -> None:
         return
     old = current_tier(book.state, cp)
     here = cp.tier_index.get(old, 0) if old is not None else 0
-    best = qualified_index(book.state, cp, day)
+    best = qualified_index(book.state, cp, day, above=here)
     if best > here:
         _change(book, cp, old, cp.tiers[best], day, "qualified for a higher tier", "tier")
 
@@ -122,14 +156,15 @@ def period_end(book: Book, cp: CompiledProgram, last_day: dt.date) -> None:
     state = book.state
     old = current_tier(state, cp)
     here = cp.tier_index.get(old, 0) if old is not None else 0
-    best = qualified_index(state, cp, last_day)
+    measures = Measures(state, cp, last_day)
+    best = qualified_index(state, cp, last_day, measures)
     if best > here:
         _change(book, cp, old, cp.tiers[best], last_day, "qualified for a higher tier", "tier")
         return
     tier_state = state.tiers.get(cp.program_id)
     if here == 0 or tier_state is None:
         return
-    if qualifies(state, cp, cp.tiers[here], last_day):
+    if qualifies(state, cp, cp.tiers[here], last_day, measures):
         tier_state.below_periods = 0
         return
     tier_state.below_periods += 1

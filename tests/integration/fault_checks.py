@@ -28,7 +28,7 @@ from ingest_support import admin, run_cli
 
 from ledger.store import verify_ledger
 from processors.engine import compile_program
-from processors.runner import Books, run
+from processors.engine.runner import Books, run
 from schemas.program_loader import load_program
 from schemas.settings import Settings
 from schemas.streams import ANY, CLOCK

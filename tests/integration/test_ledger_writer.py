@@ -13,7 +13,7 @@ from ledger import program_store
 from ledger.store import verify_ledger
 from processors import ledger_writer
 from processors.engine import compile_program
-from processors.runner import Books, run
+from processors.engine.runner import Books, run
 from processors.sample_data import generate
 from schemas.codec import Limits, decode
 from schemas.program_loader import load_program

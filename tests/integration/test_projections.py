@@ -253,7 +253,7 @@ async def _batch_of(conn: asyncpg.Connection, messages: list[Message],
     """What the ledger stage would hand the projections for these messages, computed
     without writing the ledger."""
     from processors import projection_feed
-    from processors.runner import Books, run
+    from processors.engine.runner import Books, run
 
     books = Books()
     for s in await ledger_writer.stored_states(conn):

@@ -20,8 +20,8 @@ from ledger.store import verify_ledger
 from processors.clock import close_command
 from processors.engine import compile_program
 from processors.engine.close import close_id
+from processors.engine.runner import Books, run
 from processors.publisher import Publisher
-from processors.runner import Books, run
 from processors.sample_data import generate
 from schemas.events import SaleRecorded
 from schemas.program_loader import load_program

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from processors.engine import compile_program
-from processors.runner import Books, Outcome, run
+from processors.engine.runner import Books, Outcome, run
 from processors.sample_data import generate
 from schemas.codec import Limits, Rejection, decode
 from schemas.program_loader import load_program

@@ -23,7 +23,7 @@ from pathlib import Path
 import msgspec
 
 from processors.engine import compile_program
-from processors.runner import Books, run
+from processors.engine.runner import Books, run
 from processors.sample_data import generate
 from schemas.codec import Limits, Rejection, decode
 from schemas.program_loader import load_program

@@ -20,7 +20,7 @@ from ledger.balances import fold as ledger_fold
 from ledger.core import Record
 from processors import projection_feed
 from processors.engine import compile_program
-from processors.runner import Books, Outcome, run
+from processors.engine.runner import Books, Outcome, run
 from processors.sample_data import generate
 from projections import balances, spend, tiers
 from projections.rows import Difference, Rows, compare

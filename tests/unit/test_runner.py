@@ -12,7 +12,7 @@ import msgspec
 from ledger.balances import fold
 from ledger.verify import verify
 from processors.engine import compile_program, decode_state, encode_state, next_due
-from processors.runner import Books, run
+from processors.engine.runner import Books, run
 from processors.sample_data import generate
 from schemas.codec import Limits, decode
 from schemas.commands import AdvanceClock, ClosePeriod

@@ -45,7 +45,13 @@ from processors.engine.close.overrides import override
 from processors.engine.close.rebates import non_cash_award, volume_rebate
 from processors.engine.compiled import CompiledProgram, CompiledRule
 from processors.engine.periods import ends_with_month, month_start, period_last_day, start_of_day
-from processors.engine.state import PartnerState, copy_state
+from processors.engine.state import (
+    ClosedPeriod,
+    PartnerState,
+    copy_state,
+    is_closed,
+    mark_closed,
+)
 from processors.engine.tiers import period_end
 from schemas.programs import (
     GrowthBonusRule,
@@ -87,8 +93,8 @@ def _in_period(draft: Draft, period: str) -> Draft:
         draft, explanation=msgspec.structs.replace(draft.explanation, inputs=inputs))
 
 
-def close_key(program: CompiledProgram, period: str) -> str:
-    return f"{program.program_id}|{program.version}|{period}"
+def close_key(program: CompiledProgram, period: str) -> ClosedPeriod:
+    return ClosedPeriod(program.program_id, program.version, period)
 
 
 def close_period(
@@ -98,28 +104,33 @@ def close_period(
     *,
     budgets: Budgets = NO_SPEND,
     recorded_at: dt.datetime | None = None,
+    owned: bool = False,
 ) -> CloseResult:
+    """Close ``period`` for ``program`` over ``states``; the states given are not changed,
+    unless ``owned``: a caller holding the only references (the runner) gives them up,
+    which spares a deep copy of every partner's state at every close."""
     month = month_start(period)
     last_day = period_last_day(PeriodKind.MONTH, month)
     at = close_at(period)
-    out = {pid: copy_state(states[pid]) for pid in sorted(states)}
+    out = {pid: states[pid] if owned else copy_state(states[pid]) for pid in sorted(states)}
     if not program.effective_on(last_day):
         return CloseResult(drafts={}, states=out)
     key = close_key(program, period)
     ctx = Close(program, last_day, out)
-    awards = [a for a in _awards(ctx, out) if key not in out[a.partner_id].closed]
+    awards = [a for a in _awards(ctx, out) if not is_closed(out[a.partner_id], key)]
     fit_budget(program, awards, budgets.get(program.key, 0))
     source = close_id(program, period)
     spent: dict[tuple[str, int], int] = {}
     drafts: dict[str, list[Draft]] = {}
     for pid, state in out.items():
-        if key in state.closed:
+        if is_closed(state, key):
             continue
         book = Book(state, source, at, recorded_at or at, budgets, spent)
+        book.checked = True
         _post(book, program, [a for a in awards if a.partner_id == pid], ctx)
         if ends_with_month(program.program.period, last_day):
             period_end(book, program, last_day)
-        state.closed.append(key)
+        mark_closed(state, key)
         if book.drafts:
             drafts[pid] = [_in_period(d, period) for d in book.drafts]
     return CloseResult(drafts=drafts, states=out)

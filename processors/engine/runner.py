@@ -117,7 +117,8 @@ def _close(
     for program in sorted(programs, key=lambda p: (p.program_id, p.version)):
         if message.program_id is not None and program.program_id != message.program_id:
             continue
-        result = close_period(message.period, program, books.states, budgets=books.budgets)
+        result = close_period(message.period, program, books.states, budgets=books.budgets,
+                              owned=True)
         for pid in sorted(result.states):
             _post(pid, result.drafts.get(pid, []), result.states[pid], books, programs, outcome)
 
