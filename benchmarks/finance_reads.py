@@ -288,7 +288,7 @@ async def build_synthetic(database: str, records: int, partners: int, busiest: i
 def rebuild(dsn: str) -> None:
     """`incentives projections rebuild` as a user runs it, timed."""
     began = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "processors.cli", "projections", "rebuild"],
+    done = subprocess.run([sys.executable, "-m", "incentives.cli", "projections", "rebuild"],
                           env=dict(os.environ, INCENTIVES_PG_DSN=dsn), cwd=ROOT, check=True,
                           capture_output=True, text=True)
     print(done.stdout.splitlines()[-1])
@@ -306,11 +306,11 @@ async def _write(conn: asyncpg.Connection, batch: list[Record], months: Rows) ->
 
 def _serve(dsn: str, log: Path) -> tuple[subprocess.Popen[bytes], str, str]:
     env = dict(os.environ, INCENTIVES_PG_DSN=dsn, INCENTIVES_API_PORT="0")
-    made = subprocess.run([sys.executable, "-m", "processors.cli", "api-keys", "create",
+    made = subprocess.run([sys.executable, "-m", "incentives.cli", "api-keys", "create",
                            "--role", "finance", "--label", "bench"], env=env, cwd=ROOT,
                           capture_output=True, text=True, check=True)
     with open(log, "wb") as out:  # fresh, so the address found is this run's
-        api = subprocess.Popen([sys.executable, "-m", "processors.cli", "api"], env=env, cwd=ROOT,
+        api = subprocess.Popen([sys.executable, "-m", "incentives.cli", "api"], env=env, cwd=ROOT,
                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -136,7 +136,7 @@ async def conn(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
 
 def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "processors.cli", *args],
+        [sys.executable, "-m", "incentives.cli", *args],
         env=env_for(settings),
         capture_output=True, text=True, timeout=120, check=False,
     )

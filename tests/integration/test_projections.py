@@ -19,10 +19,10 @@ import pytest
 from ingest_support import admin, run_cli
 
 import projections
+from incentives.cli_projections import fact_source
+from incentives.sample_data import generate
 from ledger import program_store, store
 from processors import ledger_writer
-from processors.cli_projections import fact_source
-from processors.sample_data import generate
 from projections import balances
 from schemas.codec import Limits, decode
 from schemas.program_loader import load_program

@@ -5,7 +5,7 @@ consumed by a faust agent in batches, each batch and the consumer position after
 written in one PostgreSQL transaction, and a worker that is killed and restarted resumes
 from the position stored in PostgreSQL, so every message lands exactly once.
 
-`python -m processors.smoke worker TOPIC` runs one worker (what the tests kill); the
+`python -m incentives.smoke worker TOPIC` runs one worker (what the tests kill); the
 `incentives smoke` command runs the whole flow with a restart in the middle.
 """
 
@@ -152,7 +152,7 @@ def start_worker(
     # The child gets its own copy of the descriptor; ours is closed straight away.
     with open(log_path, "ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "processors.smoke", "worker", topic, group],
+            [sys.executable, "-m", "incentives.smoke", "worker", topic, group],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -178,7 +178,7 @@ def main(argv: list[str]) -> None:
         worker = faust.Worker(app, loglevel="WARNING", quiet=True)
         worker.execute_from_commandline()
     else:
-        sys.exit("usage: python -m processors.smoke worker TOPIC GROUP")
+        sys.exit("usage: python -m incentives.smoke worker TOPIC GROUP")
 
 
 if __name__ == "__main__":

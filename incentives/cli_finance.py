@@ -68,7 +68,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--limit", type=int, default=100)
     p.set_defaults(handler=_refusals)
 
-    from processors import cli_api
+    from incentives import cli_api
 
     cli_api.register(sub)
 

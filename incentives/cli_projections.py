@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import asyncpg
 
 import projections
-from processors.cli_ledger import _run
+from incentives.cli_ledger import _run
 from processors.engine import CompiledProgram
 from processors.ledger_writer import Programs, stored_states
 from processors.projection_feed import partner_facts

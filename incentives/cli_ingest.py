@@ -1,5 +1,5 @@
 """`incentives worker | publish | schemas export | deadletters | reconcile`: the event contract's
-commands. Settings arrive from ``processors.cli``, which reads them once.
+commands. Settings arrive from ``incentives.cli``, which reads them once.
 
 Exit codes: 0 done; 1 the command ran and found a problem (a rejected line, an unaccounted
 message, a failed batch); 2 it could not run (unreachable database or broker, bad input).
@@ -69,7 +69,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _publish(settings: Settings, args: argparse.Namespace) -> int:
-    from processors.publisher import PublishError, publish_file
+    from incentives.publisher import PublishError, publish_file
 
     try:
         summary = asyncio.run(
