@@ -24,10 +24,9 @@ import asyncpg
 import faust
 from aiokafka import AIOKafkaProducer
 
+from processors import positions
+from processors.app import faust_app, mirror_positions
 from schemas.settings import Settings, load_settings
-
-from . import positions
-from .app import faust_app, mirror_positions
 
 BATCH_SIZE_MAX = 1000
 BATCH_WITHIN_S = 0.2
