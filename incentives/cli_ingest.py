@@ -137,7 +137,7 @@ def _deadletters(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
-    from processors import reconcile
+    from audit import reconcile
     from processors.app import SOURCE_STREAMS
     from processors.offsets import end_offsets
 
