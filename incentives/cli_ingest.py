@@ -104,7 +104,7 @@ def _on_db(
 
 
 def _deadletters(settings: Settings, args: argparse.Namespace) -> int:
-    from processors import deadletters
+    from processors.outbox import deadletters
 
     async def work(conn: asyncpg.Connection) -> tuple[list[Any], list[Any]]:
         return await deadletters.summary(conn), await deadletters.latest(

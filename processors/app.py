@@ -58,7 +58,7 @@ import faust
 from aiokafka import AIOKafkaProducer
 from faust.types import TP
 
-from processors import deadletters, positions, refusals
+from processors import positions
 from processors.clock import Timer
 from processors.ingest import (
     ApplyHook,
@@ -71,7 +71,8 @@ from processors.isolation import Hooks, Isolating, RetryPolicy, pooled
 from processors.observability import RecordTally, Telemetry, batch_fields, logging_config
 from processors.offsets import partitions
 from processors.operations import EndOffsets, Operations, bind
-from processors.outbox import Outbox
+from processors.outbox import deadletters, refusals
+from processors.outbox.relay import Outbox
 from schemas.outcomes import REFUSALS
 from schemas.settings import Settings
 from schemas.streams import CLOCK, COMMANDS, PARTNERS, SALES, SURVEYS, TRAININGS

@@ -17,7 +17,7 @@ transaction it:
 5. checks reversals against the orders sold (``unknown_order``, ``currency_mismatch``,
    ``reversal_exceeds_sale``); a sale of an order already recorded is ``invalid_value``;
 6. writes the inbox rows in acceptance order (``inbox.arrival_seq``), the outcome of every
-   message (``ingest_log``), the dead letters (an outbox, see ``processors.deadletters``),
+   message (``ingest_log``), the dead letters (an outbox, see ``processors.outbox.deadletters``),
    parked events, registrations and order lines;
 7. calls ``apply_accepted(conn, accepted)`` with the accepted events in acceptance order,
    through which the program engine appends its ledger records in the same transaction;

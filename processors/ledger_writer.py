@@ -31,7 +31,6 @@ import projections
 from ledger import program_store
 from ledger.core import GENESIS_HASH, ChainHead
 from ledger.store import append
-from processors import projection_feed
 from processors.engine import (
     CompiledProgram,
     PartnerState,
@@ -43,6 +42,7 @@ from processors.engine import (
     next_due,
 )
 from processors.ingest import Accepted
+from processors.outbox import projection_feed
 from processors.runner import Books, Outcome, run
 from schemas.commands import ALL_PARTNER_COMMANDS, AdvanceClock, ClosePeriod
 from schemas.events import SaleRecorded, SaleReversed

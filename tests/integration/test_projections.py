@@ -252,7 +252,7 @@ async def _batch_of(conn: asyncpg.Connection, messages: list[Message],
                     programs: list[object]) -> projections.Batch:
     """What the ledger stage would hand the projections for these messages, computed
     without writing the ledger."""
-    from processors import projection_feed
+    from processors.outbox import projection_feed
     from processors.runner import Books, run
 
     books = Books()

@@ -19,8 +19,8 @@ import msgspec
 from incentives.sample_data import generate
 from ledger.balances import fold as ledger_fold
 from ledger.core import Record
-from processors import projection_feed
 from processors.engine import compile_program
+from processors.outbox import projection_feed
 from processors.runner import Books, Outcome, run
 from projections import balances, spend, tiers
 from projections.rows import Difference, Rows, compare

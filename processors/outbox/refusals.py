@@ -6,7 +6,7 @@ command. After the commit ``publish_pending`` sends them to the ``refusals`` str
 ``CommandRefused`` and marks them published (migration 0007 lets only that mark be set,
 once). A worker that dies in between leaves them unpublished; the next worker assigned
 the partition sends them. So the topic gets every refusal at least once, and a consumer
-drops copies by ``event_id``. The same outbox as the dead letters' (``processors.outbox``).
+drops copies by ``event_id``. The same outbox as the dead letters' (``processors.outbox.relay``).
 
 Which refusals a worker publishes is decided by the partition the command was consumed
 from (``inbox.topic``/``inbox.partition``), so the workers of a group do not race for the
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from processors.outbox import Outbox
+from processors.outbox.relay import Outbox
 from schemas.outcomes import REFUSAL_ENCODER, CommandRefused
 
 _PENDING = """
@@ -56,7 +56,7 @@ OUTBOX = Outbox(
     ids=lambda rows: ([r["event_id"] for r in rows],),
     message=lambda row: (row["partner_id"].encode(), REFUSAL_ENCODER.encode(refusal_of(row))),
 )
-# Send the unpublished refusals of some source partitions (see processors.outbox).
+# Send the unpublished refusals of some source partitions (see processors.outbox.relay).
 publish_pending = OUTBOX.publish_pending
 
 
