@@ -24,8 +24,8 @@ import asyncpg
 import faust
 from aiokafka import AIOKafkaProducer
 
-from processors import positions
 from processors.app import faust_app, mirror_positions
+from processors.intake import consumer_positions as positions
 from schemas.settings import Settings, load_settings
 
 BATCH_SIZE_MAX = 1000

@@ -9,12 +9,12 @@ sequentially, batch after batch. Per partner, events are applied in the order th
 accepted them; that order is recorded as ``inbox.arrival_seq``, and a replay follows
 ``arrival_seq``, not event time or offsets, so it gives the same result as live processing.
 Events of a partner that is not registered yet wait in ``parked_events`` and are accepted
-right after the registration (see ``processors.ingest``), so that order does not depend on
+right after the registration (see ``processors.intake.batch``), so that order does not depend on
 how the partners topic interleaves with the others. The worker refuses to start when the
 topics' partition counts differ, since the guarantee would not hold.
 
 Each batch (at most ``batch_size_max`` messages, or what arrived within ``batch_within_ms``)
-is one PostgreSQL transaction (``processors.ingest.BatchProcessor``), which stores the
+is one PostgreSQL transaction (``processors.intake.batch.BatchProcessor``), which stores the
 consumer positions; a batch that fails is retried or narrowed down to the message that
 fails, which is dead-lettered (``processors.isolation``). PostgreSQL is the truth; Kafka's
 committed offsets are a copy that the worker writes every second and on assignment (never
@@ -30,7 +30,7 @@ Periods and time-driven work: a faust timer (every second) lets ``processors.clo
 ``ClosePeriod`` or an ``AdvanceClock`` to the clock topic once event time on every
 partition has passed a month's end (plus grace) or the next clock step; they are applied
 like any command. A batch holding such a command for every partner takes the writers' lock
-exclusively (``processors.ingest_store.hold_writers``), so its place in ``arrival_seq`` is
+exclusively (``processors.intake.store.hold_writers``), so its place in ``arrival_seq`` is
 its place in every partner's history.
 
 Least privilege: the worker connects to PostgreSQL as the writer role and to Kafka as the
@@ -58,9 +58,9 @@ import faust
 from aiokafka import AIOKafkaProducer
 from faust.types import TP
 
-from processors import positions
 from processors.clock import Timer
-from processors.ingest import (
+from processors.intake import consumer_positions as positions
+from processors.intake.batch import (
     ApplyHook,
     BatchProcessor,
     BatchReport,

@@ -1,6 +1,6 @@
 """The ledger stage of a batch: engine results into PostgreSQL, in the batch's transaction.
 
-The ingest stage (processors/ingest.py) decides which messages are accepted and in what
+The ingest stage (processors/intake/batch.py) decides which messages are accepted and in what
 order; this stage loads the books those messages touch, runs them through the runner (the
 same pure code the auditor's replay uses), appends the sealed records, and stores the new
 partner states, program spend and refusals. Everything commits or rolls back with the
@@ -41,7 +41,7 @@ from processors.engine import (
     encode_state,
     next_due,
 )
-from processors.ingest import Accepted
+from processors.intake.batch import Accepted
 from processors.outbox import projection_feed
 from processors.runner import Books, Outcome, run
 from schemas.commands import ALL_PARTNER_COMMANDS, AdvanceClock, ClosePeriod

@@ -24,7 +24,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from processors.ingest import APPLIED, DEAD_LETTERED, DUPLICATE, PARKED, BatchReport
+from processors.intake.batch import APPLIED, DEAD_LETTERED, DUPLICATE, PARKED, BatchReport
 from schemas.events import RejectCode
 
 TopicPartition = tuple[str, int]

@@ -29,7 +29,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, ProcessCollector
 
-from processors import positions
+from processors.intake import consumer_positions as positions
 from processors.observability import Health, Telemetry, decide
 from schemas.settings import Settings
 

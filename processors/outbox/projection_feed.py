@@ -21,7 +21,7 @@ from processors.engine import CompiledProgram, PartnerState, in_effect
 from processors.engine.periods import add_months, month_key
 from processors.engine.state import MONTHS_KEPT, MonthAgg
 from processors.engine.tiers import current_tier, measure
-from processors.ingest import Accepted
+from processors.intake.batch import Accepted
 from processors.runner import Outcome
 from projections.facts import (
     Activity,

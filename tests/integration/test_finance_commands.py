@@ -40,7 +40,7 @@ from ledger import program_store
 from ledger.store import balances
 from processors import ledger_writer
 from processors.app import SOURCE_STREAMS
-from processors.ingest import BatchProcessor, SourceMessage
+from processors.intake.batch import BatchProcessor, SourceMessage
 from processors.offsets import end_offsets
 from processors.outbox import refusals
 from schemas.outcomes import REFUSAL_DECODER, REFUSALS, CommandRefused

@@ -42,7 +42,7 @@ from ingest_support import (
     wait_consumed,
 )
 
-from processors.ingest import Accepted, BatchProcessor, SourceMessage
+from processors.intake.batch import Accepted, BatchProcessor, SourceMessage
 from processors.offsets import partitions
 from schemas.codec import RejectCode
 from schemas.settings import Settings

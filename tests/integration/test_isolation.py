@@ -25,7 +25,7 @@ from ingest_support import admin, as_bytes, fetch, registration, sale, survey
 
 from ledger import program_store
 from processors import ledger_writer
-from processors.ingest import Accepted, BatchProcessor, SourceMessage
+from processors.intake.batch import Accepted, BatchProcessor, SourceMessage
 from processors.isolation import Failure, Hooks, Isolating, RetryPolicy, WorkerStop, pooled
 from schemas.events import SaleRecorded
 from schemas.program_loader import load_program

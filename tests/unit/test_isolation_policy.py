@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from ledger.store.errors import ChainConflict
-from processors.ingest import BatchReport
+from processors.intake.batch import BatchReport
 from processors.isolation import Failure, RetryPolicy, classify, merge, processing_failed
 from schemas.codec import RejectCode
 

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from processors.ingest import BatchReport, DeadLetter
+from processors.intake.batch import BatchReport, DeadLetter
 from processors.observability import (
     STALL_AFTER_S,
     HealthInputs,

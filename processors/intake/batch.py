@@ -44,9 +44,9 @@ import asyncpg
 import msgspec
 
 from ledger import program_store
-from processors import ingest_store as store
-from processors import positions
-from processors.ingest_checks import OrderBook, OrderKey, check_key, conflict, identify
+from processors.intake import consumer_positions as positions
+from processors.intake import store
+from processors.intake.orders import OrderBook, OrderKey, check_key, conflict, identify
 from schemas.codec import (
     Limits,
     RejectCode,

@@ -1,7 +1,7 @@
 """The SQL of ingestion: one query per kind of lookup per batch, COPY for the rows it adds.
 
 Every function runs on the caller's connection, inside the batch's transaction
-(``processors.ingest``); none commits. Tables: ``ledger/migrations/0003_ingest.sql``.
+(``processors.intake.batch``); none commits. Tables: ``ledger/migrations/0003_ingest.sql``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from processors.ingest_checks import LineKey, OrderKey, OrderLine
+from processors.intake.orders import LineKey, OrderKey, OrderLine
 
 
 @dataclass(frozen=True, slots=True)
