@@ -54,9 +54,9 @@ def _positive(text: str) -> int:
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
-    from processors import ledger_writer
     from processors.app import WorkerError, run_worker
     from processors.observability import RecordTally
+    from processors.writer import ledger as ledger_writer
 
     tally = RecordTally()  # the ledger records each batch appended, for the metrics
     try:

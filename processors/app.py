@@ -16,7 +16,7 @@ topics' partition counts differ, since the guarantee would not hold.
 Each batch (at most ``batch_size_max`` messages, or what arrived within ``batch_within_ms``)
 is one PostgreSQL transaction (``processors.intake.batch.BatchProcessor``), which stores the
 consumer positions; a batch that fails is retried or narrowed down to the message that
-fails, which is dead-lettered (``processors.isolation``). PostgreSQL is the truth; Kafka's
+fails, which is dead-lettered (``processors.writer.isolation``). PostgreSQL is the truth; Kafka's
 committed offsets are a copy that the worker writes every second and on assignment (never
 ahead of PostgreSQL), because on assignment faust seeks to Kafka's committed offsets after
 the assignment signal, which overrides a seek made in it. Whatever Kafka delivers below the
@@ -67,12 +67,12 @@ from processors.intake.batch import (
     SourceMessage,
     apply_nothing,
 )
-from processors.isolation import Hooks, Isolating, RetryPolicy, pooled
 from processors.observability import RecordTally, Telemetry, batch_fields, logging_config
 from processors.offsets import partitions
 from processors.operations import EndOffsets, Operations, bind
 from processors.outbox import deadletters, refusals
 from processors.outbox.relay import Outbox
+from processors.writer.isolation import Hooks, Isolating, RetryPolicy, pooled
 from schemas.outcomes import REFUSALS
 from schemas.settings import Settings
 from schemas.streams import CLOCK, COMMANDS, PARTNERS, SALES, SURVEYS, TRAININGS

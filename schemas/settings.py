@@ -101,7 +101,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     # A worker's batch: at most this many messages, or what arrived within this time.
     batch_size_max: int = 1000
     batch_within_ms: int = 200
-    # A failed batch (processors.isolation): attempts after a transient failure (PostgreSQL
+    # A failed batch (processors.writer.isolation): attempts after a transient failure (PostgreSQL
     # away), with a jittered backoff doubling up to retry_backoff_max_ms, before the worker
     # stops; attempts after a deadlock or serialization failure; and the most messages in a
     # row of one partition dead-lettered as processing_failed before the worker stops.

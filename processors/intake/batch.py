@@ -25,7 +25,7 @@ transaction it:
 
 If anything raises, the transaction rolls back and nothing of the batch is recorded: the
 caller must not consume past the failed batch, or the positions would skip it. The worker
-retries it, or narrows the failure down to one message (``processors.isolation``), which it
+retries it, or narrows the failure down to one message (``processors.writer.isolation``), which it
 then processes alone with ``poisoned``: that message is dead-lettered with the rejection
 given instead of being applied, and everything else about it is recorded as usual.
 """

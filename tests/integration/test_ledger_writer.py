@@ -12,9 +12,9 @@ import msgspec
 from incentives.sample_data import generate
 from ledger import program_store
 from ledger.store import verify_ledger
-from processors import ledger_writer
 from processors.engine import compile_program
 from processors.runner import Books, run
+from processors.writer import ledger as ledger_writer
 from schemas.codec import Limits, decode
 from schemas.program_loader import load_program
 from schemas.settings import Settings

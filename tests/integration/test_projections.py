@@ -22,7 +22,7 @@ import projections
 from incentives.cli_projections import fact_source
 from incentives.sample_data import generate
 from ledger import program_store, store
-from processors import ledger_writer
+from processors.writer import ledger as ledger_writer
 from projections import balances
 from schemas.codec import Limits, decode
 from schemas.program_loader import load_program

@@ -15,8 +15,8 @@ import pytest
 from ingest_support import as_bytes, fetch, registration, sale
 
 from ledger import program_store
-from processors import ledger_writer
 from processors.intake.batch import BatchProcessor, SourceMessage
+from processors.writer import ledger as ledger_writer
 from schemas.program_loader import load_program
 from schemas.settings import Settings
 
