@@ -30,8 +30,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from benchmarks.scratch import BenchError, Scratch, stop
 from ledger import program_store
-from processors.app import SOURCE_STREAMS
-from processors.offsets import partitions
+from processors.worker.app import SOURCE_STREAMS
+from processors.worker.kafka_offsets import partitions
 from schemas.program_loader import load_program
 from schemas.settings import PROJECT_ROOT, Settings
 

@@ -29,7 +29,7 @@ import msgspec
 from benchmarks.lanes import Progress, Workers, publish_program
 from benchmarks.scratch import BenchError, Scratch
 from incentives.publisher import Publisher
-from processors.app import SOURCE_STREAMS
+from processors.worker.app import SOURCE_STREAMS
 from schemas.codec import Rejection
 from schemas.files import Outgoing, iter_jsonl
 from schemas.settings import Settings

@@ -54,8 +54,8 @@ def _positive(text: str) -> int:
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
-    from processors.app import WorkerError, run_worker
-    from processors.observability import RecordTally
+    from processors.worker.app import WorkerError, run_worker
+    from processors.worker.telemetry import RecordTally
     from processors.writer import ledger as ledger_writer
 
     tally = RecordTally()  # the ledger records each batch appended, for the metrics
@@ -138,8 +138,8 @@ def _deadletters(settings: Settings, args: argparse.Namespace) -> int:
 
 def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
     from audit import reconcile
-    from processors.app import SOURCE_STREAMS
-    from processors.offsets import end_offsets
+    from processors.worker.app import SOURCE_STREAMS
+    from processors.worker.kafka_offsets import end_offsets
 
     topics = [settings.topic(s) for s in SOURCE_STREAMS]
     try:

@@ -24,8 +24,8 @@ import msgspec
 
 import stack
 from incentives.sample_data import generate, partner_ids
-from processors.app import SOURCE_STREAMS
-from processors.offsets import end_offsets
+from processors.worker.app import SOURCE_STREAMS
+from processors.worker.kafka_offsets import end_offsets
 from schemas.settings import PROJECT_ROOT, Settings
 
 EXAMPLE = PROJECT_ROOT / "programs" / "example-channel-2026.yaml"

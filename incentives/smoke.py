@@ -24,8 +24,8 @@ import asyncpg
 import faust
 from aiokafka import AIOKafkaProducer
 
-from processors.app import faust_app, mirror_positions
 from processors.intake import consumer_positions as positions
+from processors.worker.app import faust_app, mirror_positions
 from schemas.settings import Settings, load_settings
 
 BATCH_SIZE_MAX = 1000
@@ -34,7 +34,7 @@ BATCH_WITHIN_S = 0.2
 
 def build_app(settings: Settings, topic_name: str, group: str) -> faust.App:
     app = faust_app(settings, group)
-    # As in the ledger worker (processors/app.py): faust commits nothing itself; Kafka's
+    # As in the ledger worker (processors/worker/app.py): faust commits nothing itself; Kafka's
     # offsets only ever mirror positions already committed in PostgreSQL.
     topic = app.topic(topic_name, value_serializer="raw", key_serializer="raw", acks=False)
     pool: dict[str, asyncpg.Pool] = {}

@@ -115,7 +115,7 @@ def hook(
     It answers with the accepted commands the rules refused, so that the worker knows,
     after the commit, from which partitions there are refusals to publish. The number of
     ledger records each call appended goes to ``on_appended`` (the worker's metrics; see
-    ``processors.observability.RecordTally``)."""
+    ``processors.worker.telemetry.RecordTally``)."""
     programs = Programs()
 
     async def apply_accepted(conn: asyncpg.Connection, accepted: list[Accepted]) -> list[Accepted]:

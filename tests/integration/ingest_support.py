@@ -23,8 +23,8 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from processors.app import SOURCE_STREAMS
-from processors.offsets import end_offsets
+from processors.worker.app import SOURCE_STREAMS
+from processors.worker.kafka_offsets import end_offsets
 from schemas.codec import RejectCode
 from schemas.principals import publisher_of
 from schemas.settings import PG_ROLES, Principal, Settings

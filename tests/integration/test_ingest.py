@@ -43,7 +43,7 @@ from ingest_support import (
 )
 
 from processors.intake.batch import Accepted, BatchProcessor, SourceMessage
-from processors.offsets import partitions
+from processors.worker.kafka_offsets import partitions
 from schemas.codec import RejectCode
 from schemas.settings import Settings
 from stack.kafka import KafkaPaths

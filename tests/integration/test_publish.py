@@ -24,7 +24,7 @@ from ingest_support import (
 )
 
 from incentives.publisher import InvalidMessage, Publisher
-from processors.offsets import end_offsets
+from processors.worker.kafka_offsets import end_offsets
 from schemas.codec import RejectCode
 from schemas.events import PartnerRegistered, SurveyCompleted
 from schemas.settings import Settings

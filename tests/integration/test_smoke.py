@@ -8,7 +8,7 @@ import asyncpg
 from ingest_support import admin
 
 from incentives import smoke
-from processors.offsets import end_offsets
+from processors.worker.kafka_offsets import end_offsets
 from schemas.settings import Settings
 from stack.kafka import ensure_topics
 

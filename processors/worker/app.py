@@ -26,7 +26,7 @@ messages in a row failed alone) the worker stops (exit status 1) instead of cons
 since what it consumes next would lie past the failed batch; a restarted worker resumes
 from PostgreSQL.
 
-Periods and time-driven work: a faust timer (every second) lets ``processors.clock`` send a
+Periods and time-driven work: a faust timer (every second) lets ``processors.worker.clock`` send a
 ``ClosePeriod`` or an ``AdvanceClock`` to the clock topic once event time on every
 partition has passed a month's end (plus grace) or the next clock step; they are applied
 like any command. A batch holding such a command for every partner takes the writers' lock
@@ -58,7 +58,6 @@ import faust
 from aiokafka import AIOKafkaProducer
 from faust.types import TP
 
-from processors.clock import Timer
 from processors.intake import consumer_positions as positions
 from processors.intake.batch import (
     ApplyHook,
@@ -67,11 +66,12 @@ from processors.intake.batch import (
     SourceMessage,
     apply_nothing,
 )
-from processors.observability import RecordTally, Telemetry, batch_fields, logging_config
-from processors.offsets import partitions
-from processors.operations import EndOffsets, Operations, bind
 from processors.outbox import deadletters, refusals
 from processors.outbox.relay import Outbox
+from processors.worker.clock import Timer
+from processors.worker.endpoint import EndOffsets, Operations, bind
+from processors.worker.kafka_offsets import partitions
+from processors.worker.telemetry import RecordTally, Telemetry, batch_fields, logging_config
 from processors.writer.isolation import Hooks, Isolating, RetryPolicy, pooled
 from schemas.outcomes import REFUSALS
 from schemas.settings import Settings
@@ -212,7 +212,7 @@ def build_app(
     """The worker's faust app. ``on_fatal`` is called when a batch fails (after which the
     agent consumes nothing more); the entry point stops the worker then. ``tally`` is where
     ``apply_accepted`` counts the ledger records it appends; with ``metrics_socket`` the
-    app serves /metrics and /health on it (``processors.operations``)."""
+    app serves /metrics and /health on it (``processors.worker.endpoint``)."""
     topics = {settings.topic(stream): stream for stream in SOURCE_STREAMS}
     group = settings.consumer_group
     app = faust_app(settings, group)

@@ -2,7 +2,7 @@
 
 Everything here is pure bookkeeping: no sockets, no database, no faust. The worker's batch
 path reports to ``Telemetry`` (a few counter increments per batch, never I/O), and
-``processors.operations`` serves the figures over HTTP and refreshes the consumer lag from
+``processors.worker.endpoint`` serves the figures over HTTP and refreshes the consumer lag from
 a background task. Keeping the decisions here lets the unit tests drive them with made-up
 figures and a fake clock.
 
