@@ -33,10 +33,7 @@ given instead of being applied, and everything else about it is recorded as usua
 from __future__ import annotations
 
 import logging
-import uuid
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from typing import Any
 
@@ -46,79 +43,29 @@ import msgspec
 from ledger import program_store
 from processors.intake import consumer_positions as positions
 from processors.intake import store
-from processors.intake.orders import OrderBook, OrderKey, check_key, conflict, identify
-from schemas.codec import (
-    Limits,
-    RejectCode,
-    Rejection,
-    decode,
-    encode,
-    fingerprint,
-    ten_years_before,
+from processors.intake.judge import Pending, Walk, for_everyone
+from processors.intake.orders import OrderBook, OrderKey
+from processors.intake.types import (
+    Accepted,
+    BatchReport,
+    Coordinates,
+    DeadLetter,
+    Outcome,
+    SourceMessage,
+    TopicPartition,
 )
-from schemas.commands import ALL_PARTNER_COMMANDS
+from schemas.codec import Limits, Rejection, decode, ten_years_before
 from schemas.events import PartnerRegistered, SaleRecorded, SaleReversed
 from schemas.principals import publisher_of
-from schemas.streams import Message, get_stream
+from schemas.streams import get_stream
 
 log = logging.getLogger(__name__)
 
-TopicPartition = tuple[str, int]
-Coordinates = tuple[str, int, int]  # topic, partition, offset
-
-# Outcomes of a message, as recorded in ingest_log.outcome.
-APPLIED = "applied"
-DUPLICATE = "duplicate"
-DEAD_LETTERED = "dead_lettered"
-PARKED = "parked"
-
-
-@dataclass(frozen=True, slots=True)
-class SourceMessage:
-    """One consumed Kafka message, as the batch needs it (no faust or aiokafka types)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    """An event accepted into the inbox, handed to ``apply_accepted`` in acceptance order.
-
-    ``message`` is the decoded event or command; ``body`` its canonical bytes
-    (``schemas.codec.encode``, as stored in ``inbox.body``) and ``fingerprint`` their
-    SHA-256. ``arrival_seq`` is its ``inbox.arrival_seq``: per partner, the order in which
-    the engine must apply events, live and in a replay. ``topic``/``partition``/``offset``
-    locate the Kafka message it came in. ``released`` is true for an event that waited in
-    ``parked_events`` until its partner registered (it then follows the registration).
-    """
-
-    message: Message
-    stream: str
-    arrival_seq: int
-    fingerprint: bytes
-    body: bytes
-    topic: str
-    partition: int
-    offset: int
-    released: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A message that will not be applied: where it came from, its bytes, and why."""
-
-    topic: str
-    partition: int
-    offset: int
-    stream: str
-    event_id: uuid.UUID | None
-    partner_id: str | None
-    raw: bytes | None
-    rejection: Rejection
+# The types of the stage's boundaries, importable from here as before.
+__all__ = [
+    "Accepted", "ApplyHook", "BatchProcessor", "BatchReport", "Coordinates", "DeadLetter",
+    "Outcome", "SourceMessage", "TopicPartition", "apply_nothing",
+]  # fmt: skip
 
 
 # The hook through which the program engine runs inside the batch's transaction. It gets
@@ -133,25 +80,6 @@ async def apply_nothing(conn: asyncpg.Connection, accepted: list[Accepted]) -> l
     """The default hook: ingestion only (until the engine is plugged in)."""
     return []
 
-
-@dataclass(slots=True)
-class BatchReport:
-    """What one batch did. ``applied`` includes ``released``; ``parked`` counts the
-    messages parked by this batch that are still waiting at its end."""
-
-    messages: int = 0
-    below_position: int = 0
-    applied: int = 0
-    released: int = 0
-    duplicates: int = 0
-    parked: int = 0
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-    positions: dict[TopicPartition, int] = field(default_factory=dict)
-    # Accepted commands the rules refused (``apply_accepted``'s answer).
-    refused: list[Accepted] = field(default_factory=list)
-    # (stream, outcome) -> messages of this batch, by their outcome at its commit (as the
-    # ingest_log rows it inserts say); the worker's metrics count these.
-    outcomes: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 class BatchProcessor:
@@ -224,7 +152,7 @@ class BatchProcessor:
             decode(self.streams[m.topic], m.value, now=now, limits=limits) for m in messages
         ]
         events = [d for d in decoded if not isinstance(d, Rejection)]
-        await store.hold_writers(conn, exclusive=any(_for_everyone(e) for e in events))
+        await store.hold_writers(conn, exclusive=any(for_everyone(e) for e in events))
         known = await store.known_events(conn, [e.event_id for e in events])
         registered = await store.registered(conn, (e.partner_id for e in events))
         registering = {
@@ -232,7 +160,7 @@ class BatchProcessor:
             for e in events
             if isinstance(e, PartnerRegistered) and e.partner_id not in registered
         }
-        waiting = [_Pending.from_row(r) for r in await store.parked_of(conn, registering)]
+        waiting = [Pending.from_row(r) for r in await store.parked_of(conn, registering)]
         keys: set[OrderKey] = {
             (e.partner_id, e.order_id)
             for e in [*events, *(p.message for p in waiting)]
@@ -240,7 +168,7 @@ class BatchProcessor:
         }
         orders = OrderBook(await store.order_lines(conn, keys))
 
-        walk = _Walk(self.streams, known, registered, waiting, orders, now, poisoned)
+        walk = Walk(self.streams, known, registered, waiting, orders, now, poisoned)
         for message, result in zip(messages, decoded, strict=True):
             walk.take(message, result)
         await self._write(conn, walk)
@@ -285,7 +213,7 @@ class BatchProcessor:
             earliest_basis=f"ten years before {program_id} took effect on {effective_from}",
         )
 
-    async def _write(self, conn: asyncpg.Connection, walk: _Walk) -> None:
+    async def _write(self, conn: asyncpg.Connection, walk: Walk) -> None:
         await store.copy_rows(conn, "ingest_log", store.LOG_COLUMNS, walk.log)
         await store.resolve_parked(conn, walk.resolutions)
         await store.copy_rows(
@@ -298,220 +226,6 @@ class BatchProcessor:
             conn, "registered_partners", store.REGISTERED_COLUMNS, walk.new_partners
         )
         await store.upsert_order_lines(conn, list(walk.orders.changed()))
-
-
-@dataclass(slots=True)
-class _Pending:
-    """A parked event in memory: from an earlier batch (``stored``) or parked by this one."""
-
-    message: Message
-    stream: str
-    topic: str
-    partition: int
-    offset: int
-    fingerprint: bytes
-    raw: bytes
-    body: bytes
-    stored: bool
-    log_row: list[Any] | None = None  # this batch's ingest_log row, while not stored
-    outcome: str | None = None
-    released_at: datetime | None = None
-
-    @classmethod
-    def from_row(cls, row: store.ParkedRow) -> _Pending:
-        # The body was valid when parked; decoding it again cannot fail unless the schema
-        # changed incompatibly, which is a new type name by the contract, so it would raise.
-        message = get_stream(row.stream).decode(row.body)
-        return cls(
-            message, row.stream, row.topic, row.partition, row.offset, row.fingerprint,
-            row.raw, row.body, stored=True,
-        )  # fmt: skip
-
-    def row(self) -> tuple[Any, ...]:
-        return (
-            self.message.event_id, self.message.partner_id, self.stream, self.topic,
-            self.partition, self.offset, self.fingerprint, self.raw, self.body,
-            self.released_at, self.outcome,
-        )  # fmt: skip
-
-
-@dataclass(slots=True)
-class _Candidate:
-    message: Message
-    stream: str
-    fingerprint: bytes
-    body: bytes
-    topic: str
-    partition: int
-    offset: int
-    released: bool
-
-
-class _Walk:
-    """Judges a batch's messages one by one, in order, keeping the batch's view of state."""
-
-    def __init__(
-        self,
-        streams: Mapping[str, str],
-        known: Mapping[uuid.UUID, store.Known],
-        registered: set[str],
-        waiting: list[_Pending],
-        orders: OrderBook,
-        now: datetime,
-        poisoned: Mapping[Coordinates, Rejection],
-    ) -> None:
-        self.streams = streams
-        self.poisoned = poisoned
-        # Fingerprints of every event id applied or parked, including by this batch.
-        self.seen: dict[uuid.UUID, bytes] = {k: v.fingerprint for k, v in known.items()}
-        self.registered = set(registered)
-        self.waiting: dict[str, list[_Pending]] = defaultdict(list)
-        for pending in waiting:
-            self.waiting[pending.message.partner_id].append(pending)
-        self.orders = orders
-        self.now = now
-        self.log: list[list[Any]] = []
-        self.accepted: list[_Candidate] = []
-        self.dead: list[DeadLetter] = []
-        self.new_parked: list[_Pending] = []
-        self.resolutions: list[store.Resolution] = []
-        self.new_partners: list[tuple[Any, ...]] = []
-        self.duplicates = 0
-
-    def take(self, m: SourceMessage, result: Message | Rejection) -> None:
-        stream = self.streams[m.topic]
-        if isinstance(result, Rejection):
-            self._dead(m, stream, None, result)
-            return
-        message = result
-        rejection = self.poisoned.get((m.topic, m.partition, m.offset)) or check_key(
-            m.key, message
-        )
-        if rejection is not None:
-            self._dead(m, stream, message, rejection)
-            return
-        fp = fingerprint(message)
-        first = self.seen.get(message.event_id)
-        if first is not None:
-            if first == fp:
-                self.duplicates += 1
-                self._log(m, stream, message.event_id, DUPLICATE)
-            else:
-                self._dead(m, stream, message, conflict(message, first, fp))
-            return
-        if _needs_partner(message) and message.partner_id not in self.registered:
-            self._park(m, stream, message, fp)
-            return
-        rejection = self._stateful(message)
-        if rejection is not None:
-            self._dead(m, stream, message, rejection)
-            return
-        self._accept(_Candidate(message, stream, fp, encode(message), m.topic, m.partition,
-                                m.offset, released=False))  # fmt: skip
-        self._log(m, stream, message.event_id, APPLIED)
-        if isinstance(message, PartnerRegistered) and message.partner_id not in self.registered:
-            self.registered.add(message.partner_id)
-            self.new_partners.append((message.partner_id, message.event_id, message.occurred_at))
-            self._release(message.partner_id)
-
-    def accepted_with_seqs(self, seqs: list[int]) -> list[Accepted]:
-        assert len(seqs) == len(self.accepted), (len(seqs), len(self.accepted))
-        return [
-            Accepted(
-                message=c.message, stream=c.stream, arrival_seq=seq, fingerprint=c.fingerprint,
-                body=c.body, topic=c.topic, partition=c.partition, offset=c.offset,
-                released=c.released,
-            )  # fmt: skip
-            for c, seq in zip(self.accepted, seqs, strict=True)
-        ]
-
-    def _accept(self, candidate: _Candidate) -> None:
-        self.accepted.append(candidate)
-        self.seen[candidate.message.event_id] = candidate.fingerprint
-
-    def _stateful(self, message: Message) -> Rejection | None:
-        if isinstance(message, SaleRecorded):
-            return self.orders.accept_sale(message)
-        if isinstance(message, SaleReversed):
-            return self.orders.accept_reversal(message)
-        return None
-
-    def _park(self, m: SourceMessage, stream: str, message: Message, fp: bytes) -> None:
-        raw = m.value
-        assert raw is not None  # it decoded
-        pending = _Pending(message, stream, m.topic, m.partition, m.offset, fp, raw,
-                           encode(message), stored=False)  # fmt: skip
-        pending.log_row = self._log(m, stream, message.event_id, PARKED)
-        self.waiting[message.partner_id].append(pending)
-        self.new_parked.append(pending)
-        self.seen[message.event_id] = fp
-
-    def _release(self, partner_id: str) -> None:
-        """Apply the partner's parked events, in parking order, right after its registration."""
-        for pending in self.waiting.pop(partner_id, []):
-            message = pending.message
-            poison = self.poisoned.get((pending.topic, pending.partition, pending.offset))
-            rejection = poison or self._stateful(message)
-            if rejection is None:
-                outcome, code = APPLIED, None
-                self._accept(_Candidate(message, pending.stream, pending.fingerprint,
-                                        pending.body, pending.topic, pending.partition,
-                                        pending.offset, released=True))  # fmt: skip
-            else:
-                outcome, code = DEAD_LETTERED, str(rejection.code)
-                # Not recorded, so a corrected copy sent later is judged afresh.
-                self.seen.pop(message.event_id, None)
-                self.dead.append(
-                    DeadLetter(pending.topic, pending.partition, pending.offset, pending.stream,
-                               message.event_id, message.partner_id, pending.raw, rejection)
-                )  # fmt: skip
-            if pending.stored:
-                self.resolutions.append(
-                    store.Resolution(pending.topic, pending.partition, pending.offset,
-                                     message.event_id, outcome, code)
-                )  # fmt: skip
-            else:
-                assert pending.log_row is not None
-                pending.log_row[5:8] = [outcome, code, self.now]
-                pending.outcome, pending.released_at = outcome, self.now
-
-    def _dead(
-        self, m: SourceMessage, stream: str, message: Message | None, rejection: Rejection
-    ) -> None:
-        event_id: uuid.UUID | None
-        partner_id: str | None
-        if message is not None:
-            event_id, partner_id = message.event_id, message.partner_id
-        elif rejection.code is RejectCode.TOO_DEEP:
-            event_id, partner_id = None, None  # not to be parsed at all
-        else:
-            event_id, partner_id = identify(m.value)
-        self.dead.append(
-            DeadLetter(m.topic, m.partition, m.offset, stream, event_id, partner_id, m.value,
-                       rejection)
-        )  # fmt: skip
-        self._log(m, stream, event_id, DEAD_LETTERED, str(rejection.code))
-
-    def _log(
-        self,
-        m: SourceMessage,
-        stream: str,
-        event_id: uuid.UUID | None,
-        outcome: str,
-        code: str | None = None,
-    ) -> list[Any]:
-        row = [m.topic, m.partition, m.offset, stream, event_id, outcome, code, None]
-        self.log.append(row)
-        return row
-
-
-def _needs_partner(message: Message) -> bool:
-    # A registration creates its partner; a period close concerns every partner ("*").
-    return not isinstance(message, PartnerRegistered) and not _for_everyone(message)
-
-
-def _for_everyone(message: Message) -> bool:
-    return isinstance(message, ALL_PARTNER_COMMANDS)
 
 
 def _inbox_row(a: Accepted) -> tuple[Any, ...]:

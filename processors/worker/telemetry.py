@@ -24,12 +24,12 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from processors.intake.batch import APPLIED, DEAD_LETTERED, DUPLICATE, PARKED, BatchReport
+from processors.intake.types import BatchReport, Outcome
 from schemas.events import RejectCode
 
 TopicPartition = tuple[str, int]
 
-OUTCOMES = (APPLIED, DUPLICATE, DEAD_LETTERED, PARKED)
+OUTCOMES = tuple(Outcome)
 # Why a batch is attempted again (processors.writer.isolation.Failure, the retried kinds).
 RETRY_CAUSES = ("transient", "conflict")
 # A batch is one transaction of up to batch_size_max messages: milliseconds when healthy,
