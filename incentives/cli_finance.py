@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import sys
 from collections.abc import Awaitable, Callable
 
@@ -142,7 +143,7 @@ def _balances(settings: Settings, args: argparse.Namespace) -> int:
     return run_query(settings, args, query)
 
 
-def _bound(text: str | None) -> tuple[object, str | None]:
+def _bound(text: str | None) -> tuple[dt.datetime | None, str | None]:
     return (None if text is None else parse_as_of(text)), text
 
 

@@ -46,7 +46,7 @@ def build_app(settings: Settings, topic_name: str, group: str) -> faust.App:
             )
         return pool["pool"]
 
-    @app.on_partitions_assigned.connect
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust's stubs: see worker.app
     async def resume(sender: Any, assigned: set[Any], **_: Any) -> None:
         mine = [(tp.topic, tp.partition) for tp in assigned if tp.topic == topic_name]
         async with (await get_pool()).acquire() as conn:
@@ -62,7 +62,9 @@ def build_app(settings: Settings, topic_name: str, group: str) -> faust.App:
 
     @app.agent(topic)
     async def deliver(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(BATCH_SIZE_MAX, within=BATCH_WITHIN_S):
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+            BATCH_SIZE_MAX, within=BATCH_WITHIN_S
+        ):
             await write_batch(await get_pool(), group, events)
             last = {}
             for event in events:
