@@ -51,7 +51,7 @@ class Timed:
 
 async def _cli(scratch: Scratch, settings: Settings, *args: str) -> tuple[str, float]:
     started = time.monotonic()
-    status, out, err = await scratch.command(settings, ["-m", "processors.cli", *args],
+    status, out, err = await scratch.command(settings, ["-m", "incentives.cli", *args],
                                              COMMAND_TIMEOUT_S)
     wall = time.monotonic() - started
     if status != 0:

@@ -30,8 +30,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from benchmarks.scratch import BenchError, Scratch, stop
 from ledger import program_store
-from processors.app import SOURCE_STREAMS
-from processors.offsets import partitions
+from processors.worker.app import SOURCE_STREAMS
+from processors.worker.kafka_offsets import partitions
 from schemas.program_loader import load_program
 from schemas.settings import PROJECT_ROOT, Settings
 
@@ -89,7 +89,7 @@ async def publish_program(settings: Settings) -> None:
 async def publish(scratch: Scratch, settings: Settings, path: Path) -> Published:
     """``incentives publish FILE`` in a child process; its own summary of what it sent."""
     status, out, err = await scratch.command(
-        settings, ["-m", "processors.cli", "publish", str(path)], PUBLISH_TIMEOUT_S)
+        settings, ["-m", "incentives.cli", "publish", str(path)], PUBLISH_TIMEOUT_S)
     found = _PUBLISHED.search(out)
     if status != 0 or found is None:
         raise BenchError(f"incentives publish exited {status}: {(out + err)[-1500:]}")
@@ -105,7 +105,7 @@ class Workers:
         self.logs = [scratch.folder / f"{name}-worker-{n + 1}.log" for n in range(count)]
         prefix = ["-m", "cProfile", "-o", str(profile)] if profile is not None else []
         env = scratch.env(settings, **(extra_env or {}))
-        self.processes = [scratch.spawn([*prefix, "-m", "processors.cli", "worker"], log, env)
+        self.processes = [scratch.spawn([*prefix, "-m", "incentives.cli", "worker"], log, env)
                           for log in self.logs]
         self.exits: list[str] = []
 
@@ -259,7 +259,7 @@ async def drain_run(scratch: Scratch, settings: Settings, name: str) -> LaneRun:
 
 async def reconcile(scratch: Scratch, settings: Settings) -> str:
     """``incentives reconcile``'s last line; a BenchError when messages are unaccounted."""
-    status, out, err = await scratch.command(settings, ["-m", "processors.cli", "reconcile"], 120)
+    status, out, err = await scratch.command(settings, ["-m", "incentives.cli", "reconcile"], 120)
     lines = out.strip().splitlines()
     if status != 0 or not lines:
         raise BenchError(f"incentives reconcile exited {status}:\n{out[-1500:]}{err[-1500:]}")

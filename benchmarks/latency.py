@@ -28,8 +28,8 @@ import msgspec
 
 from benchmarks.lanes import Progress, Workers, publish_program
 from benchmarks.scratch import BenchError, Scratch
-from processors.app import SOURCE_STREAMS
-from processors.publisher import Publisher
+from incentives.publisher import Publisher
+from processors.worker.app import SOURCE_STREAMS
 from schemas.codec import Rejection
 from schemas.files import Outgoing, iter_jsonl
 from schemas.settings import Settings

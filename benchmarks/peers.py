@@ -1,7 +1,7 @@
 """The peers the ledger's live lane is compared with, each a child process of the benchmark:
 
 - ``faust``: a do-nothing faust agent, built by the worker's own app factory
-  (``processors.app.faust_app``) over the same five topics with the same serializers and
+  (``processors.worker.app.faust_app``) over the same five topics with the same serializers and
   the same batching (``take_events(batch_size_max, within=batch_within_ms)``): the worker
   minus the work.
 - ``quix``: a do-nothing quixstreams application over the same topics (optional: the
@@ -32,7 +32,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from processors.app import SOURCE_STREAMS
+from processors.worker.app import SOURCE_STREAMS
 from schemas.settings import Settings, load_settings
 from stack.postgres import admin_dsn
 
@@ -73,7 +73,7 @@ class Report:
 def run_faust(settings: Settings, expect: int, write: Report) -> int:
     import faust
 
-    from processors.app import faust_app
+    from processors.worker.app import faust_app
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -157,7 +157,7 @@ async def run_ceiling(settings: Settings, expect: int, write: Report) -> int:
     import asyncpg
     from aiokafka import AIOKafkaConsumer
 
-    from processors.offsets import partitions
+    from processors.worker.kafka_offsets import partitions
     from schemas.codec import Rejection, decode
 
     streams = {settings.topic(s): s for s in SOURCE_STREAMS}

@@ -21,7 +21,7 @@ from benchmarks.read_side import QUICK as READ_QUICK
 from benchmarks.read_side import measure_read_side
 from benchmarks.scratch import BenchError, Scratch, stop
 from benchmarks.stats import Value, percentile, steady_rate
-from processors.sample_data import generate
+from incentives.sample_data import generate
 from schemas.settings import Settings
 from stack.postgres import admin_dsn
 

@@ -89,20 +89,20 @@ async def measure_read_side(scratch: Scratch, sizes: ReadSideSizes) -> dict[str,
     began = time.perf_counter()
     await _fill(settings.pg_dsn("owner"), sizes)
     filled = time.perf_counter() - began
-    status, out, err = await scratch.command(settings, ["-m", "processors.cli", "projections",
+    status, out, err = await scratch.command(settings, ["-m", "incentives.cli", "projections",
                                                         "rebuild"], BUILD_TIMEOUT_S)
     if status != 0:
         raise BenchError(f"projections rebuild exited {status}: {(out + err)[-800:]}")
     rebuilt = time.perf_counter() - began - filled
     status, out, err = await scratch.command(
-        settings, ["-m", "processors.cli", "api-keys", "create", "--role", "finance",
+        settings, ["-m", "incentives.cli", "api-keys", "create", "--role", "finance",
                    "--label", "bench"], 60)
     if status != 0:
         raise BenchError(f"api-keys create exited {status}: {(out + err)[-800:]}")
     key = out.strip().splitlines()[-1]
     log = scratch.folder / "read-api.log"
     log.write_bytes(b"")  # the address found must be this run's
-    api = scratch.spawn(["-m", "processors.cli", "api"], log,
+    api = scratch.spawn(["-m", "incentives.cli", "api"], log,
                         scratch.env(settings, INCENTIVES_API_PORT="0"))
     try:
         base = await _address(log, api)

@@ -5,7 +5,7 @@ program spend). A few figures are not in any record: the gap to the next tier pe
 criterion, the metrics a leaderboard ranks by, a partner's team. The engine knows them, so
 the writer hands them over as the plain, typed values below (`PartnerFacts`), computed from
 its partner states; projections never read the engine's state JSON and never import the
-engine (see processors/projection_feed.py for the one place they are made).
+engine (see processors/outbox/projection_feed.py for the one place they are made).
 
 Everything here is pure: msgspec structs, no I/O.
 """

@@ -2,7 +2,7 @@
 
 The writer hands over the batch's refusals (`projections.facts.Refusal`); the rows are keyed
 by partner, then event id. A rebuild takes them from the refusals the writer stored with
-the batch (processors/refusals.py owns that outbox and hands them over typed).
+the batch (processors/outbox/refusals.py owns that outbox and hands them over typed).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Keeping the projections in step with the ledger, checking them and rebuilding them.
 
 - `apply` runs in the batch's transaction, after the batch's records are appended
-  (processors/ledger_writer.py): one statement per table that has something to write, the
+  (processors/writer/ledger.py): one statement per table that has something to write, the
   tables always in the order of `TABLES`, which is also the order `rebuild` locks them in.
   Every row written belongs to one partner (or, for freshness, one partition), written in
   key order.

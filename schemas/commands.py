@@ -208,5 +208,5 @@ COMMAND_TYPES: tuple[type[Envelope], ...] = (
     TargetsSet,
 )
 # The commands that concern every partner (``partner_id`` "*"): each is applied with every
-# other writer held off, see processors.ingest.
+# other writer held off, see processors.intake.batch.
 ALL_PARTNER_COMMANDS: tuple[type[Envelope], ...] = (ClosePeriod, AdvanceClock)

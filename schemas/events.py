@@ -71,7 +71,7 @@ class RejectCode(enum.StrEnum):
     REVERSAL_EXCEEDS_SALE = "reversal_exceeds_sale"
     CONFLICT = "conflict"
     # Decided by the worker when applying a valid message failed and the failure was
-    # narrowed down to this one message (see processors.isolation).
+    # narrowed down to this one message (see processors.writer.isolation).
     PROCESSING_FAILED = "processing_failed"
     # Not a dead letter: a duplicate is counted once and skipped. It has a code so that
     # publisher summaries and reconciliation can name it in the same vocabulary.

@@ -4,7 +4,7 @@ A command can be well-formed (it passed the contract; otherwise it is a dead let
 still be refused by the rules: a payout above the available balance, an approval by the
 claim's submitter. Nothing is posted for it. The worker records the reason in PostgreSQL
 (``command_refusals``) in the batch's transaction and then publishes it as a
-``CommandRefused`` on the ``refusals`` stream (``processors.refusals``), so the finance
+``CommandRefused`` on the ``refusals`` stream (``processors.outbox.refusals``), so the finance
 tool that sent the command learns why without reading the database.
 
 Unlike the messages we receive, these are messages we send, so the decoder below tolerates

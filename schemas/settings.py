@@ -101,7 +101,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     # A worker's batch: at most this many messages, or what arrived within this time.
     batch_size_max: int = 1000
     batch_within_ms: int = 200
-    # A failed batch (processors.isolation): attempts after a transient failure (PostgreSQL
+    # A failed batch (processors.writer.isolation): attempts after a transient failure (PostgreSQL
     # away), with a jittered backoff doubling up to retry_backoff_max_ms, before the worker
     # stops; attempts after a deadlock or serialization failure; and the most messages in a
     # row of one partition dead-lettered as processing_failed before the worker stops.
@@ -109,7 +109,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     conflict_attempts_max: Annotated[int, msgspec.Meta(ge=1)] = 50
     retry_backoff_max_ms: Annotated[int, msgspec.Meta(ge=0)] = 10_000
     poison_run_max: Annotated[int, msgspec.Meta(ge=1)] = 5
-    # The timer (processors.clock), driven by event time: a month closes by itself once
+    # The timer (processors.worker.clock), driven by event time: a month closes by itself once
     # event time on every partition has passed its end plus this grace (false: only by a
     # ClosePeriod command), and the clock is advanced in steps of this many seconds (0: never
     # by itself), posting the holds that ended and the points that expired.
@@ -118,9 +118,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     timer_interval_s: Annotated[int, msgspec.Meta(ge=0)] = 86_400
     # A partition with no message consumed for this long (wall clock) and none waiting in
     # Kafka stops holding event time back (0: never), so that with fewer partners than
-    # partitions months still close by themselves. See processors.clock on late events.
+    # partitions months still close by themselves. See processors.worker.clock on late events.
     idle_partition_s: Annotated[int, msgspec.Meta(ge=0)] = 3_600
-    # A worker's GET /metrics and GET /health (processors.operations). Every worker on one
+    # A worker's GET /metrics and GET /health (processors.worker.endpoint). Every worker on one
     # machine needs its own port; 0 picks a free one, which the worker logs.
     metrics_host: str = "127.0.0.1"
     metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65_535)] = 19_400

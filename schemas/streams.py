@@ -40,7 +40,7 @@ TRAININGS = "trainings"
 PARTNERS = "partners"
 COMMANDS = "commands"
 # The worker's own commands topic: the timer's ClosePeriod and AdvanceClock (see
-# processors.clock). Only the worker principal may write it and finance's commands are not
+# processors.worker.clock). Only the worker principal may write it and finance's commands are not
 # carried on it, so a worker's credentials cannot issue a payout or an adjustment.
 CLOCK = "clock"
 

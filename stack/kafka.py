@@ -51,7 +51,7 @@ STREAMS = (
     "checkpoints",
 )  # fmt: skip
 # Topics whose messages must outlive Kafka's retention: the checkpoints' anchors, which an
-# auditor verifies the ledger against (processors.anchors).
+# auditor verifies the ledger against (audit.anchors).
 TOPIC_CONFIGS = {"checkpoints": {"retention.ms": "-1", "retention.bytes": "-1"}}
 MECHANISM = "SCRAM-SHA-512"
 # Written beside the storage once it is formatted with the principals' SCRAM credentials;

@@ -8,6 +8,8 @@
 - `stream_records` / `stream_chunks` read the ledger in verifier order, rebuilding each
   `Record` exactly so its hash recomputes; `verify_ledger` runs ledger.verify over it.
 - `balances` sums postings in SQL, as ledger.balances.fold does in Python.
+- `partners` (a submodule): every other statement of the ledger stage on ``partner_state``
+  (the engine's state, next due time), ``partner_orders`` and ``program_spend``.
 - `partner_records` / `partner_movements`: one partner's records over a span of event time,
   for statements and point-in-time balances (ledger/store/history.py).
 

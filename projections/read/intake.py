@@ -1,11 +1,11 @@
 """What became of the messages consumed: the dead-letter summary and the reconciliation.
 
 These read, and never write, tables that the intake stage owns (``dead_letters``,
-``ingest_log``, ``consumer_positions``; processors/ingest_store.py and
-processors/positions.py) and the read side's own ``partition_freshness``: finance asks the
-API, which must not import the processors. Kafka's end offsets are not read here (the API
-talks to PostgreSQL only): ``incentives reconcile`` adds what is still pending on the
-broker.
+``ingest_log``, ``consumer_positions``; processors/intake/store.py and
+processors/intake/consumer_positions.py) and the read side's own ``partition_freshness``:
+finance asks the API, which must not import the processors. Kafka's end offsets are not read
+here (the API talks to PostgreSQL only): ``incentives reconcile`` adds what is still pending
+on the broker.
 """
 
 from __future__ import annotations

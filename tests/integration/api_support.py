@@ -25,7 +25,7 @@ class Api:
         self.log_path = log_path
         with open(log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "processors.cli", "api"],
+                [sys.executable, "-m", "incentives.cli", "api"],
                 env=env_for(settings, INCENTIVES_API_PORT="0"), cwd=PROJECT_ROOT,
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.base = self._wait_listening()

@@ -10,7 +10,7 @@ hashes, chain heads) and passes the audit; ``incentives reconcile`` accounts for
 ``incentives projections check`` finds every read model equal to a fold of the ledger.
 
 Besides the traffic, the topics hold the commands the workers' timer sent itself
-(``processors.clock``: ClosePeriod and AdvanceClock, resent after a crash as duplicates).
+(``processors.worker.clock``: ClosePeriod and AdvanceClock, resent after a crash as duplicates).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from fault_traffic import COPIES, SEED, build_traffic
 from ingest_support import MAX_MESSAGE_BYTES, Worker, admin, install_trap, send_raw, source_topics
 
 from ledger import program_store
-from processors.offsets import end_offsets
+from processors.worker.kafka_offsets import end_offsets
 from schemas.program_loader import load_program
 from schemas.settings import Settings
 from stack import kafka, postgres

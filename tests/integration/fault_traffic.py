@@ -1,7 +1,7 @@
 """The fault suite's traffic: the sample quarter, three copies of every event, poison of
 every reject code, and partners whose events come before their registration.
 
-The sample quarter of ``processors.sample_data`` is sized to INCENTIVES_FAULT_EVENTS
+The sample quarter of ``incentives.sample_data`` is sized to INCENTIVES_FAULT_EVENTS
 distinct events, with a partner of our own (POISON_PARTNER) whose sale the stateful poison
 breaks. Every event is published three times: twice in a row (the second copy is usually
 judged in the same batch as the first) and once more after the whole quarter (judged
@@ -35,7 +35,7 @@ from ingest_support import (
     stateful_poison,
 )
 
-from processors.sample_data import generate, partner_ids, target_count
+from incentives.sample_data import generate, partner_ids, target_count
 from schemas.codec import RejectCode
 from schemas.streams import MESSAGE_TYPES, stream_of
 

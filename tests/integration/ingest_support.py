@@ -23,8 +23,8 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from processors.app import SOURCE_STREAMS
-from processors.offsets import end_offsets
+from processors.worker.app import SOURCE_STREAMS
+from processors.worker.kafka_offsets import end_offsets
 from schemas.codec import RejectCode
 from schemas.principals import publisher_of
 from schemas.settings import PG_ROLES, Principal, Settings
@@ -68,7 +68,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """``incentives ARGS`` in a child process, as a user runs it."""
     done = subprocess.run(
-        [sys.executable, "-m", "processors.cli", *args],
+        [sys.executable, "-m", "incentives.cli", *args],
         input=stdin,
         capture_output=True,
         env=env_for(settings, **env),
@@ -96,7 +96,7 @@ class Worker:
         env.setdefault("INCENTIVES_METRICS_PORT", "0")
         with open(log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "processors.cli", "worker"],
+                [sys.executable, "-m", "incentives.cli", "worker"],
                 env=env_for(settings, **env),
                 cwd=PROJECT_ROOT,
                 stdout=log,

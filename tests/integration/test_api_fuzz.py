@@ -16,9 +16,9 @@ from api_support import Api, make_key
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from incentives.sample_data import generate
 from ledger import program_store
-from processors import ledger_writer
-from processors.sample_data import generate
+from processors.writer import ledger as ledger_writer
 from schemas.codec import Limits, decode
 from schemas.program_loader import load_program
 from schemas.settings import Settings

@@ -25,7 +25,7 @@ import msgspec
 from api_support import Api, make_key
 from ingest_support import Worker, fetch, run_cli, wait_consumed
 
-from processors.sample_data import generate
+from incentives.sample_data import generate
 from schemas.settings import Settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "programs" / "example-channel-2026.yaml"

@@ -15,9 +15,9 @@ import asyncpg
 import msgspec
 from ingest_support import run_cli
 
+from incentives.sample_data import generate
 from ledger import program_store
-from processors import ledger_writer
-from processors.sample_data import generate
+from processors.writer import ledger as ledger_writer
 from schemas.codec import Limits, decode
 from schemas.program_loader import load_program
 from schemas.settings import Settings

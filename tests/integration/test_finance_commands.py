@@ -38,10 +38,11 @@ from ingest_support import (
 
 from ledger import program_store
 from ledger.store import balances
-from processors import ledger_writer, refusals
-from processors.app import SOURCE_STREAMS
-from processors.ingest import BatchProcessor, SourceMessage
-from processors.offsets import end_offsets
+from processors.intake.batch import BatchProcessor, SourceMessage
+from processors.outbox import refusals
+from processors.worker.app import SOURCE_STREAMS
+from processors.worker.kafka_offsets import end_offsets
+from processors.writer import ledger as ledger_writer
 from schemas.outcomes import REFUSAL_DECODER, REFUSALS, CommandRefused
 from schemas.program_loader import load_program
 from schemas.settings import Settings

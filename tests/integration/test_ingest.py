@@ -42,8 +42,8 @@ from ingest_support import (
     wait_consumed,
 )
 
-from processors.ingest import Accepted, BatchProcessor, SourceMessage
-from processors.offsets import partitions
+from processors.intake.batch import Accepted, BatchProcessor, SourceMessage
+from processors.worker.kafka_offsets import partitions
 from schemas.codec import RejectCode
 from schemas.settings import Settings
 from stack.kafka import KafkaPaths

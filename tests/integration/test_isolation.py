@@ -2,7 +2,7 @@
 never dead-lettered; a failure that lies in one message is narrowed down to it, the others
 apply in their original order, and it is dead-lettered as ``processing_failed``.
 
-The batch runs in-process (``processors.isolation.Isolating`` around the worker's own
+The batch runs in-process (``processors.writer.isolation.Isolating`` around the worker's own
 ``BatchProcessor`` and ledger hook). Failures are real ones: a trigger of the test's own
 database that raises a given SQLSTATE for a marked message, or once (a sequence counts,
 since it is not rolled back), a server backend terminated mid-batch, and a Python
@@ -24,9 +24,9 @@ import pytest
 from ingest_support import admin, as_bytes, fetch, registration, sale, survey
 
 from ledger import program_store
-from processors import ledger_writer
-from processors.ingest import Accepted, BatchProcessor, SourceMessage
-from processors.isolation import Failure, Hooks, Isolating, RetryPolicy, WorkerStop, pooled
+from processors.intake.batch import Accepted, BatchProcessor, SourceMessage
+from processors.writer import ledger as ledger_writer
+from processors.writer.isolation import Failure, Hooks, Isolating, RetryPolicy, WorkerStop, pooled
 from schemas.events import SaleRecorded
 from schemas.program_loader import load_program
 from schemas.settings import LOCAL_PG_ROLES, Settings

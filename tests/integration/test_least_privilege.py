@@ -55,7 +55,7 @@ from ledger.core import (
     partner_available,
 )
 from ledger.store import append as store_append
-from processors.app import APPLICATION_NAME
+from processors.worker.app import APPLICATION_NAME
 from schemas.settings import LOCAL_PG_ROLES, PgRole, Settings, read_secrets
 from stack.postgres import PgPaths
 

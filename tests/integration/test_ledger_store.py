@@ -136,7 +136,7 @@ async def conn(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
 
 def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "processors.cli", *args],
+        [sys.executable, "-m", "incentives.cli", *args],
         env=env_for(settings),
         capture_output=True, text=True, timeout=120, check=False,
     )
@@ -180,7 +180,7 @@ async def test_a_partner_row_made_in_advance_at_seq_0_is_moved_by_the_first_appe
     conn: asyncpg.Connection,
 ) -> None:
     """A writer may create and lock the partner_state row (seq 0, genesis hash) before it
-    appends, as processors/ledger_writer.py does; the first append then moves that row."""
+    appends, as processors/writer/ledger.py does; the first append then moves that row."""
     await conn.execute("INSERT INTO partner_state (partner_id, head_seq, head_hash, state) "
                        "VALUES ('P-1', 0, $1, '{\"tier\": \"gold\"}')", empty_head("P-1").hash)
     chain = Chain.empty("P-1")

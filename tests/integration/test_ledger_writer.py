@@ -9,12 +9,12 @@ from pathlib import Path
 import asyncpg
 import msgspec
 
+from incentives.sample_data import generate
 from ledger import program_store
 from ledger.store import verify_ledger
-from processors import ledger_writer
 from processors.engine import compile_program
 from processors.engine.runner import Books, run
-from processors.sample_data import generate
+from processors.writer import ledger as ledger_writer
 from schemas.codec import Limits, decode
 from schemas.program_loader import load_program
 from schemas.settings import Settings

@@ -20,7 +20,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "programs" / "example-channel-20
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = env_for(settings)
     return subprocess.run(
-        [sys.executable, "-m", "processors.cli", "programs", *args],
+        [sys.executable, "-m", "incentives.cli", "programs", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -19,10 +19,10 @@ import pytest
 from ingest_support import admin, run_cli
 
 import projections
+from incentives.cli_projections import fact_source
+from incentives.sample_data import generate
 from ledger import program_store, store
-from processors import ledger_writer
-from processors.cli_projections import fact_source
-from processors.sample_data import generate
+from processors.writer import ledger as ledger_writer
 from projections import balances
 from schemas.codec import Limits, decode
 from schemas.program_loader import load_program
@@ -252,8 +252,8 @@ async def _batch_of(conn: asyncpg.Connection, messages: list[Message],
                     programs: list[object]) -> projections.Batch:
     """What the ledger stage would hand the projections for these messages, computed
     without writing the ledger."""
-    from processors import projection_feed
     from processors.engine.runner import Books, run
+    from processors.outbox import projection_feed
 
     books = Books()
     for s in await ledger_writer.stored_states(conn):

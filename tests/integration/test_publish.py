@@ -23,8 +23,8 @@ from ingest_support import (
     wait_consumed,
 )
 
-from processors.offsets import end_offsets
-from processors.publisher import InvalidMessage, Publisher
+from incentives.publisher import InvalidMessage, Publisher
+from processors.worker.kafka_offsets import end_offsets
 from schemas.codec import RejectCode
 from schemas.events import PartnerRegistered, SurveyCompleted
 from schemas.settings import Settings

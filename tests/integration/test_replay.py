@@ -12,6 +12,8 @@ import asyncpg
 import msgspec
 from ingest_support import Worker, admin, run_cli, wait_consumed
 
+from incentives.publisher import Publisher
+from incentives.sample_data import generate
 from ledger import program_store
 from ledger.core import (
     PAYOUT_CLEARING,
@@ -24,8 +26,6 @@ from ledger.core import (
     partner_available,
 )
 from ledger.store import append as store_append
-from processors.publisher import Publisher
-from processors.sample_data import generate
 from schemas.program_loader import load_program
 from schemas.settings import Settings
 from schemas.streams import ANY

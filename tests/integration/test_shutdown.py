@@ -12,9 +12,9 @@ import asyncpg
 import msgspec
 from ingest_support import Worker, fetch, positions, wait_consumed
 
+from incentives.publisher import Publisher
+from incentives.sample_data import generate
 from ledger import program_store
-from processors.publisher import Publisher
-from processors.sample_data import generate
 from schemas.program_loader import load_program
 from schemas.settings import Settings
 from schemas.streams import ANY

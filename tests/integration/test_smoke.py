@@ -7,8 +7,8 @@ import signal
 import asyncpg
 from ingest_support import admin
 
-from processors import smoke
-from processors.offsets import end_offsets
+from incentives import smoke
+from processors.worker.kafka_offsets import end_offsets
 from schemas.settings import Settings
 from stack.kafka import ensure_topics
 

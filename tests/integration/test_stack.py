@@ -69,7 +69,7 @@ def test_cli_names_the_port_in_use_and_exits_non_zero(
     assert f"port {stack_settings.kafka_port} on 127.0.0.1 is in use" in proc.stderr
 
     proc = subprocess.run(
-        [sys.executable, "-m", "processors.cli", "stack", "up"],
+        [sys.executable, "-m", "incentives.cli", "stack", "up"],
         env=env,
         capture_output=True,
         text=True,

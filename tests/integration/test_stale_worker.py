@@ -15,8 +15,8 @@ import pytest
 from ingest_support import as_bytes, fetch, registration, sale
 
 from ledger import program_store
-from processors import ledger_writer
-from processors.ingest import BatchProcessor, SourceMessage
+from processors.intake.batch import BatchProcessor, SourceMessage
+from processors.writer import ledger as ledger_writer
 from schemas.program_loader import load_program
 from schemas.settings import Settings
 
@@ -54,7 +54,7 @@ async def test_of_two_workers_on_one_partition_one_writes_and_the_stale_one_drop
     writer = settings.pg_dsn("writer")
     first, second = await asyncpg.connect(writer), await asyncpg.connect(writer)
     try:
-        with caplog.at_level(logging.WARNING, logger="processors.ingest"):
+        with caplog.at_level(logging.WARNING, logger="processors.intake.batch"):
             reports = await asyncio.gather(
                 _worker(settings).process(first, batch), _worker(settings).process(second, batch)
             )

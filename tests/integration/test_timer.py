@@ -15,14 +15,14 @@ import asyncpg
 import msgspec
 from ingest_support import Worker, admin, fetch, registration, sale, wait_consumed
 
+from incentives.publisher import Publisher
+from incentives.sample_data import generate
 from ledger import program_store
 from ledger.store import verify_ledger
-from processors.clock import close_command
 from processors.engine import compile_program
 from processors.engine.close import close_id
 from processors.engine.runner import Books, run
-from processors.publisher import Publisher
-from processors.sample_data import generate
+from processors.worker.clock import close_command
 from schemas.events import SaleRecorded
 from schemas.program_loader import load_program
 from schemas.settings import Settings

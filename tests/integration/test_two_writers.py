@@ -25,11 +25,11 @@ import msgspec
 from ingest_support import as_bytes, fetch, registration, sale, seed_ids, survey
 
 from ledger import program_store
-from processors import ledger_writer
 from processors.engine import compile_program
 from processors.engine.runner import Books, run
-from processors.ingest import BatchProcessor, SourceMessage
-from processors.isolation import Failure, Hooks, Isolating, RetryPolicy, pooled
+from processors.intake.batch import BatchProcessor, SourceMessage
+from processors.writer import ledger as ledger_writer
+from processors.writer.isolation import Failure, Hooks, Isolating, RetryPolicy, pooled
 from schemas.codec import Rejection, decode
 from schemas.program_loader import load_program
 from schemas.settings import Settings

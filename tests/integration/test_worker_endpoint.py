@@ -26,7 +26,7 @@ from ingest_support import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from ledger import program_store
-from processors.app import SOURCE_STREAMS
+from processors.worker.app import SOURCE_STREAMS
 from schemas.program_loader import load_program
 from schemas.settings import Settings
 

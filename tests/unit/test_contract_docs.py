@@ -18,7 +18,8 @@ import pytest
 
 from processors.engine import RefusalCode
 from schemas.codec import Limits, RejectCode, Rejection, decode
-from schemas.files import CSV_LAYOUTS, NATURAL_KEYS
+from schemas.files import NATURAL_KEYS
+from schemas.files_csv import CSV_LAYOUTS
 from schemas.jsonschema import INDEX, OUTCOMES, export, schema_of
 from schemas.outcomes import REFUSAL_DECODER
 from schemas.streams import ANY, MESSAGE_TYPES, STREAMS, stream_of

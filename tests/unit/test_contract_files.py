@@ -13,15 +13,14 @@ import msgspec
 from schemas.codec import Limits, RejectCode, Rejection, decode
 from schemas.events import MAX_LINES, SaleRecorded
 from schemas.files import (
-    CSV_LAYOUTS,
     NAMESPACE,
     Item,
     Outgoing,
     derive_event_id,
     format_error,
-    iter_csv,
     iter_jsonl,
 )
+from schemas.files_csv import CSV_LAYOUTS, iter_csv
 from schemas.streams import MESSAGE_TYPES
 
 NOW = datetime(2026, 4, 1, tzinfo=UTC)

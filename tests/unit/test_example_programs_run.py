@@ -11,9 +11,9 @@ from typing import Any
 
 import msgspec
 
+from incentives.sample_data import generate
 from processors.engine import compile_program
 from processors.engine.runner import Books, Outcome, run
-from processors.sample_data import generate
 from schemas.codec import Limits, Rejection, decode
 from schemas.program_loader import load_program
 from schemas.streams import MESSAGE_TYPES, Message, stream_of

@@ -1,5 +1,5 @@
 """How the worker tells a failed batch's causes apart, and how long it waits between
-attempts (processors.isolation): pure decisions, no server."""
+attempts (processors.writer.isolation): pure decisions, no server."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import asyncpg
 import pytest
 
 from ledger.store.errors import ChainConflict
-from processors.ingest import BatchReport
-from processors.isolation import Failure, RetryPolicy, classify, merge, processing_failed
+from processors.intake.batch import BatchReport
+from processors.writer.isolation import Failure, RetryPolicy, classify, merge, processing_failed
 from schemas.codec import RejectCode
 
 E = asyncpg.exceptions

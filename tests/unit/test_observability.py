@@ -14,8 +14,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from processors.ingest import BatchReport, DeadLetter
-from processors.observability import (
+from processors.intake.batch import BatchReport, DeadLetter
+from processors.worker.endpoint import bind, check_health, url_of, web_app
+from processors.worker.telemetry import (
     STALL_AFTER_S,
     HealthInputs,
     JsonFormatter,
@@ -25,7 +26,6 @@ from processors.observability import (
     decide,
     logging_config,
 )
-from processors.operations import bind, check_health, url_of, web_app
 from schemas.events import RejectCode, Rejection
 
 STREAMS = ("sales", "surveys", "trainings", "partners", "commands")
@@ -332,7 +332,7 @@ def test_a_port_in_use_names_the_setting_to_change() -> None:
 
 def record(message: str, *args: Any, extra: dict[str, Any] | None = None,
            exc_info: Any = None) -> logging.LogRecord:  # fmt: skip
-    logger = logging.getLogger("processors.app")
+    logger = logging.getLogger("processors.worker.app")
     return logger.makeRecord(logger.name, logging.INFO, __file__, 1, message, args, exc_info,
                              extra=extra)  # fmt: skip
 
@@ -345,7 +345,7 @@ def test_a_json_line_has_the_fixed_keys_then_the_extra_fields() -> None:
     assert json.loads(line) == {
         "ts": "2026-03-02T08:15:00.123Z",
         "level": "INFO",
-        "logger": "processors.app",
+        "logger": "processors.worker.app",
         "message": "batch of 4",
         "messages": 4,
         "dead_letter_codes": {"not_json": 1},

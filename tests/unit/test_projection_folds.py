@@ -16,12 +16,12 @@ from pathlib import Path
 
 import msgspec
 
+from incentives.sample_data import generate
 from ledger.balances import fold as ledger_fold
 from ledger.core import Record
-from processors import projection_feed
 from processors.engine import compile_program
 from processors.engine.runner import Books, Outcome, run
-from processors.sample_data import generate
+from processors.outbox import projection_feed
 from projections import balances, spend, tiers
 from projections.rows import Difference, Rows, compare
 from schemas.codec import Limits, decode

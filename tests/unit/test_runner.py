@@ -9,11 +9,11 @@ from pathlib import Path
 
 import msgspec
 
+from incentives.sample_data import generate
 from ledger.balances import fold
 from ledger.verify import verify
 from processors.engine import compile_program, decode_state, encode_state, next_due
 from processors.engine.runner import Books, run
-from processors.sample_data import generate
 from schemas.codec import Limits, decode
 from schemas.commands import AdvanceClock, ClosePeriod
 from schemas.program_loader import load_program

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from processors.clock import (
+from processors.worker.clock import (
     ClockState,
     PartitionTime,
     Policy,

@@ -6,7 +6,7 @@ the one place that turns engine state into their typed values: the profile, the 
 per month that leaderboards rank, and per program in force the tier and the gap to the
 next tier per criterion, measured with the engine's own tier functions so that the
 figures finance reads are the ones the engine decides with. For a check or a rebuild the
-command line feeds every stored state through `partner_facts` (processors/cli_projections.py).
+command line feeds every stored state through `partner_facts` (incentives/cli_projections.py).
 
 Cost on the hot path: once per partner a batch touched (not per event), one measure of the
 next tier per program with tiers, and only the months the batch's messages fall in.
@@ -22,7 +22,7 @@ from processors.engine.periods import add_months, month_key
 from processors.engine.runner import Outcome
 from processors.engine.state import MONTHS_KEPT, MonthAgg
 from processors.engine.tiers import current_tier, measure
-from processors.ingest import Accepted
+from processors.intake.batch import Accepted
 from projections.facts import (
     Activity,
     Batch,

@@ -9,14 +9,14 @@ sequentially, batch after batch. Per partner, events are applied in the order th
 accepted them; that order is recorded as ``inbox.arrival_seq``, and a replay follows
 ``arrival_seq``, not event time or offsets, so it gives the same result as live processing.
 Events of a partner that is not registered yet wait in ``parked_events`` and are accepted
-right after the registration (see ``processors.ingest``), so that order does not depend on
+right after the registration (see ``processors.intake.batch``), so that order does not depend on
 how the partners topic interleaves with the others. The worker refuses to start when the
 topics' partition counts differ, since the guarantee would not hold.
 
 Each batch (at most ``batch_size_max`` messages, or what arrived within ``batch_within_ms``)
-is one PostgreSQL transaction (``processors.ingest.BatchProcessor``), which stores the
+is one PostgreSQL transaction (``processors.intake.batch.BatchProcessor``), which stores the
 consumer positions; a batch that fails is retried or narrowed down to the message that
-fails, which is dead-lettered (``processors.isolation``). PostgreSQL is the truth; Kafka's
+fails, which is dead-lettered (``processors.writer.isolation``). PostgreSQL is the truth; Kafka's
 committed offsets are a copy that the worker writes every second and on assignment (never
 ahead of PostgreSQL), because on assignment faust seeks to Kafka's committed offsets after
 the assignment signal, which overrides a seek made in it. Whatever Kafka delivers below the
@@ -26,11 +26,11 @@ messages in a row failed alone) the worker stops (exit status 1) instead of cons
 since what it consumes next would lie past the failed batch; a restarted worker resumes
 from PostgreSQL.
 
-Periods and time-driven work: a faust timer (every second) lets ``processors.clock`` send a
+Periods and time-driven work: a faust timer (every second) lets ``processors.worker.clock`` send a
 ``ClosePeriod`` or an ``AdvanceClock`` to the clock topic once event time on every
 partition has passed a month's end (plus grace) or the next clock step; they are applied
 like any command. A batch holding such a command for every partner takes the writers' lock
-exclusively (``processors.ingest_store.hold_writers``), so its place in ``arrival_seq`` is
+exclusively (``processors.intake.store.hold_writers``), so its place in ``arrival_seq`` is
 its place in every partner's history.
 
 Least privilege: the worker connects to PostgreSQL as the writer role and to Kafka as the
@@ -58,20 +58,21 @@ import faust
 from aiokafka import AIOKafkaProducer
 from faust.types import TP
 
-from processors import deadletters, positions, refusals
-from processors.clock import Timer
-from processors.ingest import (
+from processors.intake import consumer_positions as positions
+from processors.intake.batch import (
     ApplyHook,
     BatchProcessor,
     BatchReport,
     SourceMessage,
     apply_nothing,
 )
-from processors.isolation import Hooks, Isolating, RetryPolicy, pooled
-from processors.observability import RecordTally, Telemetry, batch_fields, logging_config
-from processors.offsets import partitions
-from processors.operations import EndOffsets, Operations, bind
-from processors.outbox import Outbox
+from processors.outbox import deadletters, refusals
+from processors.outbox.relay import Outbox
+from processors.worker.clock import Timer
+from processors.worker.endpoint import EndOffsets, Operations, bind
+from processors.worker.kafka_offsets import partitions
+from processors.worker.telemetry import RecordTally, Telemetry, batch_fields, logging_config
+from processors.writer.isolation import Hooks, Isolating, RetryPolicy, pooled
 from schemas.outcomes import REFUSALS
 from schemas.settings import Settings
 from schemas.streams import CLOCK, COMMANDS, PARTNERS, SALES, SURVEYS, TRAININGS
@@ -211,7 +212,7 @@ def build_app(
     """The worker's faust app. ``on_fatal`` is called when a batch fails (after which the
     agent consumes nothing more); the entry point stops the worker then. ``tally`` is where
     ``apply_accepted`` counts the ledger records it appends; with ``metrics_socket`` the
-    app serves /metrics and /health on it (``processors.operations``)."""
+    app serves /metrics and /health on it (``processors.worker.endpoint``)."""
     topics = {settings.topic(stream): stream for stream in SOURCE_STREAMS}
     group = settings.consumer_group
     app = faust_app(settings, group)
@@ -243,7 +244,9 @@ def build_app(
     if metrics_socket is not None:
         Operations(settings, telemetry, topics, metrics_socket).attach(app)
 
-    @app.on_partitions_assigned.connect
+    # faust's stubs type a receiver as taking ``signal=`` and a stream without take_events;
+    # both are documented API that faust calls and provides at run time.
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def resume(sender: Any, assigned: set[Any], **_: Any) -> None:
         mine = [tp for tp in assigned if tp.topic in topics]
         pairs = [(tp.topic, tp.partition) for tp in mine]
@@ -264,11 +267,11 @@ def build_app(
         # Refusals a worker committed but did not publish before it died go out now.
         await _publish(resources, refusals.OUTBOX, refusals_topic, pairs)
 
-    @app.on_before_shutdown.connect
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def close(sender: Any, **_: Any) -> None:
         await resources.close()
 
-    @app.timer(interval=TIMER_INTERVAL_S)
+    @app.timer(interval=TIMER_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def send_due_commands() -> None:
         # Every worker looks; the clock_state row lets one send, the others find it done.
         await _tick(resources, timer)
@@ -279,7 +282,9 @@ def build_app(
         # Positions committed in PostgreSQL but not yet to Kafka (at most once a second).
         unmirrored: dict[TP, int] = {}
         mirrored_at = time.monotonic()
-        async for events in stream.take_events(settings.batch_size_max, within=within_s):
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+            settings.batch_size_max, within=within_s
+        ):
             batch = [
                 SourceMessage(m.topic, m.partition, m.offset, m.key, m.value)
                 for m in (e.message for e in events)
@@ -344,7 +349,8 @@ async def mirror_positions(app: faust.App, offsets: dict[TP, int]) -> None:
         return
     try:
         # faust's consumer runs aiokafka on its own thread; _commit hands the call over to it.
-        await asyncio.wait_for(app.consumer._commit(offsets), timeout=MIRROR_TIMEOUT_S)
+        commit = app.consumer._commit(offsets)  # type: ignore[attr-defined]
+        await asyncio.wait_for(commit, timeout=MIRROR_TIMEOUT_S)
     except Exception as exc:
         log.warning("could not commit positions to Kafka (%r); they stay in PostgreSQL", exc)
 

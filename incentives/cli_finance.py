@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import sys
 from collections.abc import Awaitable, Callable
 
@@ -68,7 +69,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--limit", type=int, default=100)
     p.set_defaults(handler=_refusals)
 
-    from processors import cli_api
+    from incentives import cli_api
 
     cli_api.register(sub)
 
@@ -142,7 +143,7 @@ def _balances(settings: Settings, args: argparse.Namespace) -> int:
     return run_query(settings, args, query)
 
 
-def _bound(text: str | None) -> tuple[object, str | None]:
+def _bound(text: str | None) -> tuple[dt.datetime | None, str | None]:
     return (None if text is None else parse_as_of(text)), text
 
 

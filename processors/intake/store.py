@@ -1,42 +1,19 @@
 """The SQL of ingestion: one query per kind of lookup per batch, COPY for the rows it adds.
 
 Every function runs on the caller's connection, inside the batch's transaction
-(``processors.ingest``); none commits. Tables: ``ledger/migrations/0003_ingest.sql``.
+(``processors.intake.batch``); none commits. Tables: ``ledger/migrations/0003_ingest.sql``.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
-from processors.ingest_checks import LineKey, OrderKey, OrderLine
-
-
-@dataclass(frozen=True, slots=True)
-class Known:
-    """An event id already held: applied (in the inbox) or waiting in ``parked_events``."""
-
-    fingerprint: bytes
-    parked: bool
-
-
-@dataclass(frozen=True, slots=True)
-class ParkedRow:
-    """A parked event as stored, in park order."""
-
-    event_id: uuid.UUID
-    partner_id: str
-    stream: str
-    topic: str
-    partition: int
-    offset: int
-    fingerprint: bytes
-    raw: bytes
-    body: bytes
+from processors.intake.orders import LineKey, OrderKey, OrderLine
+from processors.intake.types import Known, ParkedRow, Resolution
 
 
 async def known_events(conn: asyncpg.Connection, event_ids: Sequence[uuid.UUID]) -> dict[
@@ -197,18 +174,6 @@ async def outcomes_before(
         count,
     )
     return [(r["outcome"], r["code"]) for r in rows]
-
-
-@dataclass(frozen=True, slots=True)
-class Resolution:
-    """What became of a parked event when its partner registered."""
-
-    topic: str
-    partition: int
-    offset: int
-    event_id: uuid.UUID
-    outcome: str  # "applied" or "dead_lettered"
-    code: str | None  # the reject code of a dead letter
 
 
 async def resolve_parked(conn: asyncpg.Connection, resolved: Sequence[Resolution]) -> None:

@@ -4,7 +4,7 @@ commands.
 `audit checkpoint` takes a checkpoint and publishes every checkpoint not yet on the
 ``checkpoints`` topic (exit 1 if Kafka cannot take it; the next run catches up), and with
 ``--export FILE`` appends it to FILE; `audit verify --against topic|FILE` also checks the
-stored checkpoints against those copies (see processors.anchors).
+stored checkpoints against those copies (see audit.anchors).
 
 Exit codes of `audit verify` and `audit replay`: 0 the ledger verifies (or replays
 identically), 1 at least one finding (or difference), 2 the audit could not run (database
@@ -26,11 +26,11 @@ from pathlib import Path
 import asyncpg
 from aiokafka.errors import KafkaError
 
+from audit import anchors
+from audit.anchors import AnchorError
 from ledger import store
 from ledger.checkpoint import CheckpointAnchor, anchor_of
 from ledger.verify import Finding, VerifyReport
-from processors import anchors
-from processors.anchors import AnchorError
 from schemas.settings import PgRole, Settings, SettingsError
 
 
@@ -175,7 +175,7 @@ def _summary(report: VerifyReport, elapsed_s: float, against: str | None = None)
 
 
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
-    from processors.replay import replay
+    from audit.replay import replay
 
     started = time.monotonic()
 

@@ -1,7 +1,7 @@
 """A batch that fails: retried when the infrastructure failed, narrowed down when a
 message may be the cause, so that no message can stop a partition.
 
-``Isolating.process(messages)`` runs ``processors.ingest.BatchProcessor`` on a batch, each
+``Isolating.process(messages)`` runs ``processors.intake.batch.BatchProcessor`` on a batch, each
 attempt in a transaction of its own on a connection of its own, and tells failures apart
 (``classify``):
 
@@ -51,8 +51,8 @@ from dataclasses import dataclass
 import asyncpg
 
 from ledger.store.errors import ChainConflict
-from processors import ingest_store
-from processors.ingest import BatchProcessor, BatchReport, SourceMessage
+from processors.intake import store
+from processors.intake.batch import BatchProcessor, BatchReport, SourceMessage
 from schemas.codec import RejectCode, Rejection
 from schemas.screening import escape_controls
 
@@ -226,7 +226,7 @@ class Isolating:
             return None
         async with self.connect() as conn:
             parked = [(r.topic, r.partition, r.offset)
-                      for r in await ingest_store.parked_of(conn, [partner_id])]  # fmt: skip
+                      for r in await store.parked_of(conn, [partner_id])]  # fmt: skip
         if not parked:
             return None
         placeholder = processing_failed(Exception("not released in this trial"))
@@ -267,7 +267,7 @@ class Isolating:
         """Stop rather than dead-letter the next of a run of processing failures."""
         run_max = self.policy.poison_run_max
         async with self.connect() as conn:
-            before = await ingest_store.outcomes_before(
+            before = await store.outcomes_before(
                 conn, message.topic, message.partition, message.offset, run_max
             )
         failed = [code for outcome, code in before if code == RejectCode.PROCESSING_FAILED]

@@ -24,7 +24,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from ledger.checkpoint import Checkpoint, CheckpointAnchor, anchor_of
-from processors.offsets import end_offsets
+from processors.worker.kafka_offsets import end_offsets
 from schemas.settings import Settings
 
 CHECKPOINTS = "checkpoints"

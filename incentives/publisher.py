@@ -37,7 +37,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from schemas.codec import Rejection, decode, encode
-from schemas.files import Item, Outgoing, format_error, iter_csv, iter_jsonl
+from schemas.files import Item, Outgoing, format_error, iter_jsonl
+from schemas.files_csv import iter_csv
 from schemas.principals import publisher_of
 from schemas.settings import Principal, Settings
 from schemas.streams import Message, stream_of

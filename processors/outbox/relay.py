@@ -1,12 +1,13 @@
 """The outbox: rows committed in PostgreSQL with the batch, then sent to a Kafka topic.
 
-Dead letters (``processors.deadletters``) and refused commands (``processors.refusals``)
-are written in the batch's transaction, so PostgreSQL holds exactly one of each. After the
-commit they are sent and marked ``published_at`` once the broker acknowledged them; a
-worker that dies in between leaves them unpublished and the next worker assigned the source
-partition sends them. The topic therefore gets each at least once. Each worker sends only
-the rows of the source partitions it is assigned, so workers do not race for rows; a row
-another worker marked meanwhile (after a rebalance) is skipped, never marked twice.
+Dead letters (``processors.outbox.deadletters``) and refused commands
+(``processors.outbox.refusals``) are written in the batch's transaction, so PostgreSQL
+holds exactly one of each. After the commit they are sent and marked ``published_at`` once
+the broker acknowledged them; a worker that dies in between leaves them unpublished and the
+next worker assigned the source partition sends them. The topic therefore gets each at
+least once. Each worker sends only the rows of the source partitions it is assigned, so
+workers do not race for rows; a row another worker marked meanwhile (after a rebalance) is
+skipped, never marked twice.
 """
 
 from __future__ import annotations

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 import asyncpg
 
 import projections
-from processors.cli_ledger import _run
+from incentives.cli_ledger import _run
 from processors.engine import CompiledProgram
-from processors.ledger_writer import Programs, stored_states
-from processors.projection_feed import partner_facts
-from processors.refusals import stored_refusals
+from processors.outbox.projection_feed import partner_facts
+from processors.outbox.refusals import stored_refusals
+from processors.writer.ledger import Programs, stored_states
 from projections.facts import PartnerFacts, Refusal
 from schemas.settings import Settings
 

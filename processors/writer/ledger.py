@@ -1,6 +1,6 @@
 """The ledger stage of a batch: engine results into PostgreSQL, in the batch's transaction.
 
-The ingest stage (processors/ingest.py) decides which messages are accepted and in what
+The ingest stage (processors/intake/batch.py) decides which messages are accepted and in what
 order; this stage loads the books those messages touch, runs them through the runner (the
 same pure code the auditor's replay uses), appends the sealed records, and stores the new
 partner states, program spend and refusals. Everything commits or rolls back with the
@@ -29,9 +29,8 @@ import msgspec
 
 import projections
 from ledger import program_store
-from ledger.core import GENESIS_HASH, ChainHead
 from ledger.store import append
-from processors import projection_feed
+from ledger.store import partners as partner_store
 from processors.engine import (
     CompiledProgram,
     PartnerState,
@@ -43,54 +42,13 @@ from processors.engine import (
     next_due,
 )
 from processors.engine.runner import Books, Outcome, run
-from processors.ingest import Accepted
+from processors.intake.batch import Accepted
+from processors.outbox import projection_feed, refusals
 from schemas.commands import ALL_PARTNER_COMMANDS, AdvanceClock, ClosePeriod
 from schemas.events import SaleRecorded, SaleReversed
 from schemas.streams import Message
 
 log = logging.getLogger(__name__)
-
-_ENSURE_ROWS = """
-INSERT INTO partner_state (partner_id, head_seq, head_hash)
-SELECT p, 0, $2::bytea FROM unnest($1::text[]) AS p
-ON CONFLICT (partner_id) DO NOTHING
-"""
-_ENSURE_SPEND = """
-INSERT INTO program_spend (program_id, version, spent)
-SELECT p, v, 0 FROM unnest($1::text[], $2::int[]) AS u(p, v) ORDER BY 1, 2
-ON CONFLICT (program_id, version) DO NOTHING
-"""
-_LOCK_SOME = """
-SELECT partner_id, head_seq, head_hash, state FROM partner_state
-WHERE partner_id = ANY($1::text[]) OR next_due_at <= $2
-ORDER BY partner_id FOR UPDATE
-"""
-_LOCK_ALL = """
-SELECT partner_id, head_seq, head_hash, state FROM partner_state
-ORDER BY partner_id FOR UPDATE
-"""
-_LOAD_ORDERS = """
-SELECT o.partner_id, o.order_id, o.state FROM partner_orders o
-JOIN unnest($1::text[], $2::text[]) AS k(partner_id, order_id)
-  ON o.partner_id = k.partner_id AND o.order_id = k.order_id
-"""
-_SAVE_ORDERS = """
-INSERT INTO partner_orders (partner_id, order_id, keep_until, state)
-SELECT * FROM unnest($1::text[], $2::text[], $3::date[], $4::text[]::jsonb[])
-ON CONFLICT (partner_id, order_id)
-DO UPDATE SET keep_until = EXCLUDED.keep_until, state = EXCLUDED.state
-"""
-_PURGE_ORDERS = """
-DELETE FROM partner_orders o USING unnest($1::text[], $2::date[]) AS u(partner_id, pruned_on)
-WHERE o.partner_id = u.partner_id AND o.keep_until < u.pruned_on
-"""
-_SAVE_STATES = """
-UPDATE partner_state s SET state = u.state::jsonb, next_due_at = u.next_due_at,
-                           updated_at = now()
-FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(partner_id, state, next_due_at)
-WHERE s.partner_id = u.partner_id
-"""
-
 
 class Programs:
     """The compiled program versions, reloaded when a new version is published."""
@@ -120,7 +78,7 @@ def hook(
     It answers with the accepted commands the rules refused, so that the worker knows,
     after the commit, from which partitions there are refusals to publish. The number of
     ledger records each call appended goes to ``on_appended`` (the worker's metrics; see
-    ``processors.observability.RecordTally``)."""
+    ``processors.worker.telemetry.RecordTally``)."""
     programs = Programs()
 
     async def apply_accepted(conn: asyncpg.Connection, accepted: list[Accepted]) -> list[Accepted]:
@@ -161,37 +119,28 @@ async def _load(
 ) -> Books:
     """Lock and load what the messages concern: their partners; every partner for a period
     close; for a clock advance also every partner with work due by then; then the spend of
-    every program version (its row made first if it has none yet, so that the lock covers
-    a version's first spend too: two writers both spending first would otherwise both
-    start from nothing, and the second's upsert would overwrite the first's spend)."""
+    every program version (``ledger.store.partners.lock_spend``)."""
     partners = sorted({m.partner_id for m in messages if not isinstance(m, ALL_PARTNER_COMMANDS)})
-    await conn.execute(_ENSURE_ROWS, partners, GENESIS_HASH)
-    if any(isinstance(m, ClosePeriod) for m in messages):
-        rows = await conn.fetch(_LOCK_ALL)
-    else:
-        advances = [m.occurred_at for m in messages if isinstance(m, AdvanceClock)]
-        rows = await conn.fetch(_LOCK_SOME, partners, max(advances, default=None))
+    advances = [m.occurred_at for m in messages if isinstance(m, AdvanceClock)]
+    locked = await partner_store.lock_partners(
+        conn, partners, every_partner=any(isinstance(m, ClosePeriod) for m in messages),
+        due_by=max(advances, default=None),
+    )  # fmt: skip
     books = Books()
-    for row in rows:
-        pid = row["partner_id"]
-        books.heads[pid] = ChainHead(pid, row["head_seq"], row["head_hash"])
-        if row["state"] not in (None, "{}"):
-            books.states[pid] = decode_state(row["state"])
+    for row in locked:
+        pid = row.head.partner_id
+        books.heads[pid] = row.head
+        if row.state is not None:
+            books.states[pid] = decode_state(row.state)
     # Orders are stored apart (partner_orders); only those the messages name are read.
     named = sorted(
         {(m.partner_id, m.order_id) for m in messages if isinstance(m, SaleRecorded | SaleReversed)}
     )
-    if named:
-        for row in await conn.fetch(_LOAD_ORDERS, [p for p, _ in named], [o for _, o in named]):
-            state = books.states.get(row["partner_id"])
-            if state is not None:  # an order is only ever written with its partner's state
-                state.orders.setdefault(row["order_id"], decode_order(row["state"]))
-    keys = sorted(cp.key for cp in programs)
-    await conn.execute(_ENSURE_SPEND, [k for k, _ in keys], [v for _, v in keys])
-    for row in await conn.fetch(
-        "SELECT program_id, version, spent FROM program_spend ORDER BY 1, 2 FOR UPDATE"
-    ):
-        books.budgets[(row["program_id"], row["version"])] = int(row["spent"])  # numeric
+    for order in await partner_store.load_orders(conn, named):
+        state = books.states.get(order.partner_id)
+        if state is not None:  # an order is only ever written with its partner's state
+            state.orders.setdefault(order.order_id, decode_order(order.state))
+    books.budgets.update(await partner_store.lock_spend(conn, [cp.key for cp in programs]))
     return books
 
 
@@ -204,57 +153,31 @@ async def _save(
     touched = sorted(outcome.touched)
     states = [books.states[p] for p in touched]
     # The orders the batch read or made (changed or not), then the state without them.
-    orders = [(s.partner_id, o) for s in states for _, o in sorted(s.orders.items())]
-    if orders:
-        await conn.execute(
-            _SAVE_ORDERS,
-            [p for p, _ in orders],
-            [o.order_id for _, o in orders],
-            [o.keep_until for _, o in orders],
-            [encode_order(o).decode() for _, o in orders],
-        )
-    pruned = [s for s in states if s.pruned_on is not None]
-    if pruned:
-        await conn.execute(
-            _PURGE_ORDERS, [s.partner_id for s in pruned], [s.pruned_on for s in pruned]
-        )
-    await conn.execute(
-        _SAVE_STATES,
+    await partner_store.save_orders(conn, [
+        partner_store.StoredOrder(s.partner_id, o.order_id, o.keep_until, encode_order(o).decode())
+        for s in states for _, o in sorted(s.orders.items())
+    ])  # fmt: skip
+    await partner_store.purge_orders(
+        conn, [(s.partner_id, s.pruned_on) for s in states if s.pruned_on is not None]
+    )
+    await partner_store.save_states(
+        conn,
         touched,
         [encode_state(msgspec.structs.replace(s, orders={})).decode() for s in states],
         [next_due(s) for s in states],
     )
     # In key order, like every lock this stage takes, so two writers cannot deadlock.
     changed = sorted((k, v) for k, v in books.budgets.items() if budgets_before.get(k) != v)
-    if changed:
-        await conn.executemany(
-            """INSERT INTO program_spend (program_id, version, spent) VALUES ($1, $2, $3)
-               ON CONFLICT (program_id, version) DO UPDATE SET spent = EXCLUDED.spent""",
-            [(pid, version, spent) for (pid, version), spent in changed],
-        )
-    if outcome.refused:
-        await conn.executemany(
-            """INSERT INTO command_refusals
-                   (event_id, partner_id, event_type, code, path, message, occurred_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-            [
-                (
-                    r.message.event_id,
-                    r.message.partner_id,
-                    type(r.message).__name__,
-                    r.refusal.code.value,
-                    r.refusal.path,
-                    r.refusal.message,
-                    r.message.occurred_at,
-                )
-                for r in outcome.refused
-            ],
-        )
+    await partner_store.save_spend(conn, [(pid, v, spent) for (pid, v), spent in changed])
+    await refusals.record(conn, [
+        refusals.Refusal(r.message.event_id, r.message.partner_id, type(r.message).__name__,
+                         r.refusal.code.value, r.refusal.path, r.refusal.message,
+                         r.message.occurred_at)
+        for r in outcome.refused
+    ])  # fmt: skip
 
 
 async def stored_states(conn: asyncpg.Connection) -> list[PartnerState]:
     """Every stored partner state (without its orders, which live apart), in partner order:
     what ``incentives projections check|rebuild`` measures the engine's facts from."""
-    rows = await conn.fetch(
-        "SELECT state FROM partner_state WHERE state <> '{}'::jsonb ORDER BY partner_id")
-    return [decode_state(r["state"]) for r in rows]
+    return [decode_state(s) for s in await partner_store.stored_states(conn)]

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from processors import cli_finance, cli_ingest, cli_ledger, cli_programs, cli_projections
+from incentives import cli_finance, cli_ingest, cli_ledger, cli_programs, cli_projections
 from schemas.settings import Settings, SettingsError, load_settings
 
 Handler = Callable[[Settings, argparse.Namespace], int]
@@ -49,7 +49,7 @@ def _smoke(settings: Settings, args: argparse.Namespace) -> int:
     import signal
 
     import stack
-    from processors import smoke
+    from incentives import smoke
     from stack.kafka import ensure_topics
 
     print("\n".join(stack.up(settings)))
@@ -87,7 +87,7 @@ def _smoke(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
-    from processors import demo
+    from incentives import demo
 
     return demo.run(settings, partners=args.partners, sales=args.sales)
 

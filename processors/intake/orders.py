@@ -1,6 +1,6 @@
 """The checks of ingestion that need state: orders for reversals, and the Kafka key.
 
-Pure: the batch loads the order lines it may touch in one query (``processors.ingest_store``),
+Pure: the batch loads the order lines it may touch in one query (``processors.intake.store``),
 these functions judge and change them in memory in acceptance order, and the batch writes
 back what changed. A sale and its reversal in the same batch therefore see each other.
 """

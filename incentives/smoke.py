@@ -5,7 +5,7 @@ consumed by a faust agent in batches, each batch and the consumer position after
 written in one PostgreSQL transaction, and a worker that is killed and restarted resumes
 from the position stored in PostgreSQL, so every message lands exactly once.
 
-`python -m processors.smoke worker TOPIC` runs one worker (what the tests kill); the
+`python -m incentives.smoke worker TOPIC` runs one worker (what the tests kill); the
 `incentives smoke` command runs the whole flow with a restart in the middle.
 """
 
@@ -24,10 +24,9 @@ import asyncpg
 import faust
 from aiokafka import AIOKafkaProducer
 
+from processors.intake import consumer_positions as positions
+from processors.worker.app import faust_app, mirror_positions
 from schemas.settings import Settings, load_settings
-
-from . import positions
-from .app import faust_app, mirror_positions
 
 BATCH_SIZE_MAX = 1000
 BATCH_WITHIN_S = 0.2
@@ -35,7 +34,7 @@ BATCH_WITHIN_S = 0.2
 
 def build_app(settings: Settings, topic_name: str, group: str) -> faust.App:
     app = faust_app(settings, group)
-    # As in the ledger worker (processors/app.py): faust commits nothing itself; Kafka's
+    # As in the ledger worker (processors/worker/app.py): faust commits nothing itself; Kafka's
     # offsets only ever mirror positions already committed in PostgreSQL.
     topic = app.topic(topic_name, value_serializer="raw", key_serializer="raw", acks=False)
     pool: dict[str, asyncpg.Pool] = {}
@@ -47,7 +46,7 @@ def build_app(settings: Settings, topic_name: str, group: str) -> faust.App:
             )
         return pool["pool"]
 
-    @app.on_partitions_assigned.connect
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust's stubs: see worker.app
     async def resume(sender: Any, assigned: set[Any], **_: Any) -> None:
         mine = [(tp.topic, tp.partition) for tp in assigned if tp.topic == topic_name]
         async with (await get_pool()).acquire() as conn:
@@ -63,7 +62,9 @@ def build_app(settings: Settings, topic_name: str, group: str) -> faust.App:
 
     @app.agent(topic)
     async def deliver(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(BATCH_SIZE_MAX, within=BATCH_WITHIN_S):
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+            BATCH_SIZE_MAX, within=BATCH_WITHIN_S
+        ):
             await write_batch(await get_pool(), group, events)
             last = {}
             for event in events:
@@ -152,7 +153,7 @@ def start_worker(
     # The child gets its own copy of the descriptor; ours is closed straight away.
     with open(log_path, "ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "processors.smoke", "worker", topic, group],
+            [sys.executable, "-m", "incentives.smoke", "worker", topic, group],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -178,7 +179,7 @@ def main(argv: list[str]) -> None:
         worker = faust.Worker(app, loglevel="WARNING", quiet=True)
         worker.execute_from_commandline()
     else:
-        sys.exit("usage: python -m processors.smoke worker TOPIC GROUP")
+        sys.exit("usage: python -m incentives.smoke worker TOPIC GROUP")
 
 
 if __name__ == "__main__":

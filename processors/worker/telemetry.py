@@ -2,7 +2,7 @@
 
 Everything here is pure bookkeeping: no sockets, no database, no faust. The worker's batch
 path reports to ``Telemetry`` (a few counter increments per batch, never I/O), and
-``processors.operations`` serves the figures over HTTP and refreshes the consumer lag from
+``processors.worker.endpoint`` serves the figures over HTTP and refreshes the consumer lag from
 a background task. Keeping the decisions here lets the unit tests drive them with made-up
 figures and a fake clock.
 
@@ -24,13 +24,13 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from processors.ingest import APPLIED, DEAD_LETTERED, DUPLICATE, PARKED, BatchReport
+from processors.intake.types import BatchReport, Outcome
 from schemas.events import RejectCode
 
 TopicPartition = tuple[str, int]
 
-OUTCOMES = (APPLIED, DUPLICATE, DEAD_LETTERED, PARKED)
-# Why a batch is attempted again (processors.isolation.Failure, the retried kinds).
+OUTCOMES = tuple(Outcome)
+# Why a batch is attempted again (processors.writer.isolation.Failure, the retried kinds).
 RETRY_CAUSES = ("transient", "conflict")
 # A batch is one transaction of up to batch_size_max messages: milliseconds when healthy,
 # seconds when PostgreSQL struggles; beyond a minute only "very slow" matters.
@@ -47,7 +47,7 @@ class RecordTally:
 
     The hook cannot return the count: its answer is already the refused commands, and
     changing what every hook returns would touch every hook for a metric. So the ledger
-    hook adds to this tally (``processors.ledger_writer.hook(on_appended=tally.add)``) and
+    hook adds to this tally (``processors.writer.ledger.hook(on_appended=tally.add)``) and
     the worker takes it after each committed batch. Batches run one after another in one
     agent, so what is taken is that batch's records; a failed batch stops the worker, so
     records of a rolled-back transaction are never taken.
@@ -83,7 +83,7 @@ class Telemetry:
       batches committed, batches that failed for good (the worker stops after one);
     - ``incentives_worker_batch_retries_total{cause}``: attempts of a batch repeated after a
       ``transient`` failure (the infrastructure) or a ``conflict`` (a deadlock, a
-      serialization failure), see ``processors.isolation``;
+      serialization failure), see ``processors.writer.isolation``;
     - ``incentives_worker_batches_narrowed_total``: batches that failed for a reason that
       may lie in a message and were narrowed down to it (it is then dead-lettered as
       ``processing_failed``);

@@ -9,7 +9,7 @@ import sys
 
 import asyncpg
 
-from processors.observability import JsonFormatter
+from processors.worker.telemetry import JsonFormatter
 from schemas.settings import Settings
 
 

@@ -1,6 +1,6 @@
 """The worker's operations endpoint, served from its own event loop.
 
-``GET /metrics`` serves ``processors.observability.Telemetry`` in Prometheus' text format;
+``GET /metrics`` serves ``processors.worker.telemetry.Telemetry`` in Prometheus' text format;
 ``GET /health`` answers JSON ``{"status": "ok" | "failing", "checks": {...}, ...}`` with
 HTTP 200 or 503. A background task refreshes the consumer lag every ``LAG_REFRESH_S``.
 
@@ -29,8 +29,8 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, ProcessCollector
 
-from processors import positions
-from processors.observability import Health, Telemetry, decide
+from processors.intake import consumer_positions as positions
+from processors.worker.telemetry import Health, Telemetry, decide
 from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -260,7 +260,7 @@ class _Database:
 
 class EndOffsets:
     """Kafka's end offsets from one consumer without a group, kept open between refreshes
-    (``processors.offsets.end_offsets`` opens an admin client and a consumer per call,
+    (``processors.worker.kafka_offsets.end_offsets`` opens an admin client and a consumer per call,
     which is fine for a command, wasteful every few seconds)."""
 
     def __init__(self, bootstrap: str, auth: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 class Located(Protocol):
-    """Where a consumed message sits (``processors.ingest.SourceMessage``)."""
+    """Where a consumed message sits (``processors.intake.batch.SourceMessage``)."""
 
     @property
     def topic(self) -> str: ...

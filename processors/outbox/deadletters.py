@@ -19,7 +19,7 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
-from processors.outbox import Outbox
+from processors.outbox.relay import Outbox
 
 DEADLETTERS = "deadletters"
 # A rejected message may be as large as Kafka allows (about 1 MB); in base64 inside an
@@ -113,7 +113,7 @@ OUTBOX = Outbox(
     ),  # fmt: skip
     message=_message,
 )
-# Send the unpublished dead letters of some source partitions (see processors.outbox).
+# Send the unpublished dead letters of some source partitions (see processors.outbox.relay).
 publish_pending = OUTBOX.publish_pending
 
 

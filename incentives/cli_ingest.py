@@ -1,5 +1,5 @@
 """`incentives worker | publish | schemas export | deadletters | reconcile`: the event contract's
-commands. Settings arrive from ``processors.cli``, which reads them once.
+commands. Settings arrive from ``incentives.cli``, which reads them once.
 
 Exit codes: 0 done; 1 the command ran and found a problem (a rejected line, an unaccounted
 message, a failed batch); 2 it could not run (unreachable database or broker, bad input).
@@ -54,9 +54,9 @@ def _positive(text: str) -> int:
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
-    from processors import ledger_writer
-    from processors.app import WorkerError, run_worker
-    from processors.observability import RecordTally
+    from processors.worker.app import WorkerError, run_worker
+    from processors.worker.telemetry import RecordTally
+    from processors.writer import ledger as ledger_writer
 
     tally = RecordTally()  # the ledger records each batch appended, for the metrics
     try:
@@ -69,7 +69,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _publish(settings: Settings, args: argparse.Namespace) -> int:
-    from processors.publisher import PublishError, publish_file
+    from incentives.publisher import PublishError, publish_file
 
     try:
         summary = asyncio.run(
@@ -104,7 +104,7 @@ def _on_db(
 
 
 def _deadletters(settings: Settings, args: argparse.Namespace) -> int:
-    from processors import deadletters
+    from processors.outbox import deadletters
 
     async def work(conn: asyncpg.Connection) -> tuple[list[Any], list[Any]]:
         return await deadletters.summary(conn), await deadletters.latest(
@@ -137,9 +137,9 @@ def _deadletters(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
-    from processors import reconcile
-    from processors.app import SOURCE_STREAMS
-    from processors.offsets import end_offsets
+    from audit import reconcile
+    from processors.worker.app import SOURCE_STREAMS
+    from processors.worker.kafka_offsets import end_offsets
 
     topics = [settings.topic(s) for s in SOURCE_STREAMS]
     try:

@@ -23,9 +23,9 @@ import asyncpg
 import msgspec
 
 import stack
-from processors.app import SOURCE_STREAMS
-from processors.offsets import end_offsets
-from processors.sample_data import generate, partner_ids
+from incentives.sample_data import generate, partner_ids
+from processors.worker.app import SOURCE_STREAMS
+from processors.worker.kafka_offsets import end_offsets
 from schemas.settings import PROJECT_ROOT, Settings
 
 EXAMPLE = PROJECT_ROOT / "programs" / "example-channel-2026.yaml"
@@ -55,7 +55,7 @@ def run(settings: Settings, *, partners: int, sales: int, timeout_s: float = 600
     log = upload.with_suffix(".worker.log")
     with open(log, "ab") as out:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "processors.cli", "worker"],
+            [sys.executable, "-m", "incentives.cli", "worker"],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -108,7 +108,7 @@ def _finance_steps(partner: str) -> list[tuple[str, ...]]:
 def _show_api(settings: Settings, partner: str) -> int:
     """The finance API, as an integrator calls it: a key, then a balance over HTTP."""
     _step("17. the finance API: a finance key and a balance over HTTP")
-    made = subprocess.run([sys.executable, "-m", "processors.cli", "api-keys", "create",
+    made = subprocess.run([sys.executable, "-m", "incentives.cli", "api-keys", "create",
                            "--role", "finance", "--label", "demo"], env=os.environ,
                           capture_output=True, text=True, check=False)
     if made.returncode != 0:
@@ -118,7 +118,7 @@ def _show_api(settings: Settings, partner: str) -> int:
     log = Path(settings.stack_dir) / "demo" / "api.log"
     env = dict(os.environ, INCENTIVES_API_PORT="0")
     with open(log, "wb") as out:  # a fresh log: the address read from it is this run's
-        api = subprocess.Popen([sys.executable, "-m", "processors.cli", "api"], env=env,
+        api = subprocess.Popen([sys.executable, "-m", "incentives.cli", "api"], env=env,
                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         base = _api_address(log, api)
@@ -183,7 +183,7 @@ def _cli(title: str, *args: str) -> int:
     _step(title)
     print(f"   $ incentives {' '.join(args)}", flush=True)
     return subprocess.run(
-        [sys.executable, "-m", "processors.cli", *args], env=os.environ, check=False
+        [sys.executable, "-m", "incentives.cli", *args], env=os.environ, check=False
     ).returncode
 
 
