@@ -16,6 +16,7 @@ from typing import Literal
 import asyncpg
 import msgspec
 
+from ledger.store import partners
 from schemas.program_loader import LoadedProgram, parse_program
 
 
@@ -71,6 +72,7 @@ async def publish(
             program.effective_to,
             published_by,
         )
+        await partners.ensure_spend(conn, [(program.program_id, program.version)])
     return "published"
 
 

@@ -151,15 +151,19 @@ async def save_states(
     await conn.execute(_SAVE_STATES, list(partner_ids), list(states), list(next_due))
 
 
-async def lock_spend(
-    conn: asyncpg.Connection, versions: Sequence[tuple[str, int]]
-) -> dict[tuple[str, int], int]:
-    """Every program version's spend so far, locked in key order. The rows of ``versions``
-    (the program versions the batch runs) are made first where missing, so that the lock
-    covers a version's first spend too: two writers spending first would otherwise both
-    start from nothing, and the second's upsert would overwrite the first's spend."""
+async def ensure_spend(conn: asyncpg.Connection, versions: Sequence[tuple[str, int]]) -> None:
+    """Make the spend rows (at 0) of these program versions where missing: a version's row
+    exists from its publication on (``ledger.program_store.publish``; migration 0015 for
+    versions published before), so that ``lock_spend`` covers its first spend too."""
     keys = sorted(versions)
     await conn.execute(_ENSURE_SPEND, [k for k, _ in keys], [v for _, v in keys])
+
+
+async def lock_spend(conn: asyncpg.Connection) -> dict[tuple[str, int], int]:
+    """Every program version's spend so far, locked in key order until the transaction
+    ends. The batch takes it before it draws its inbox arrival numbers
+    (``processors.intake.store.hold_writers``), so that batches spend in the order a replay
+    applies them; the ledger stage takes it again (already held) to read the spend."""
     return {
         (r["program_id"], r["version"]): int(r["spent"])  # numeric
         for r in await conn.fetch(_LOCK_SPEND)

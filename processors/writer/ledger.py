@@ -104,7 +104,7 @@ async def write(
     assert conn.is_in_transaction(), "the ledger stage runs in the batch's transaction"
     if not messages:
         return Outcome()
-    books = await _load(conn, messages, programs)
+    books = await _load(conn, messages)
     budgets_before = dict(books.budgets)
     outcome = run(messages, books, programs)
     await append(conn, outcome.records)
@@ -114,9 +114,7 @@ async def write(
     return outcome
 
 
-async def _load(
-    conn: asyncpg.Connection, messages: Sequence[Message], programs: Sequence[CompiledProgram]
-) -> Books:
+async def _load(conn: asyncpg.Connection, messages: Sequence[Message]) -> Books:
     """Lock and load what the messages concern: their partners; every partner for a period
     close; for a clock advance also every partner with work due by then; then the spend of
     every program version (``ledger.store.partners.lock_spend``)."""
@@ -140,7 +138,7 @@ async def _load(
         state = books.states.get(order.partner_id)
         if state is not None:  # an order is only ever written with its partner's state
             state.orders.setdefault(order.order_id, decode_order(order.state))
-    books.budgets.update(await partner_store.lock_spend(conn, [cp.key for cp in programs]))
+    books.budgets.update(await partner_store.lock_spend(conn))
     return books
 
 
