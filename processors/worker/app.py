@@ -55,7 +55,6 @@ from typing import Any
 
 import asyncpg
 import faust
-from aiokafka import AIOKafkaProducer
 from faust.types import TP
 
 from processors.intake import consumer_positions as positions
@@ -69,8 +68,10 @@ from processors.intake.batch import (
 from processors.outbox import deadletters, refusals
 from processors.outbox.relay import Outbox
 from processors.worker.clock import Timer
-from processors.worker.endpoint import EndOffsets, Operations, bind
+from processors.worker.endpoint import Operations, bind
 from processors.worker.kafka_offsets import partitions
+from processors.worker.resources import APPLICATION_NAME as APPLICATION_NAME  # re-exported
+from processors.worker.resources import Resources
 from processors.worker.telemetry import RecordTally, Telemetry, batch_fields, logging_config
 from processors.writer.isolation import Hooks, Isolating, RetryPolicy, pooled
 from schemas.outcomes import REFUSALS
@@ -80,8 +81,6 @@ from schemas.streams import CLOCK, COMMANDS, PARTNERS, SALES, SURVEYS, TRAININGS
 log = logging.getLogger(__name__)
 
 SOURCE_STREAMS = (SALES, SURVEYS, TRAININGS, PARTNERS, COMMANDS, CLOCK)
-# How the worker's sessions are named in pg_stat_activity.
-APPLICATION_NAME = "incentives worker"
 # How often the worker logs its throughput.
 REPORT_INTERVAL_S = 10.0
 # How often, and how long at most, the PostgreSQL positions are committed to Kafka.
@@ -93,50 +92,6 @@ TIMER_INTERVAL_S = 1.0
 
 class WorkerError(Exception):
     """The worker cannot start; the message says why and what to do."""
-
-
-class _Resources:
-    """The connection pool, the dead-letter producer and a consumer for end offsets:
-    created once, on first use."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._lock = asyncio.Lock()
-        self._pool: asyncpg.Pool | None = None
-        self._producer: AIOKafkaProducer | None = None
-        # What waits in Kafka, for the timer's idle partitions.
-        self.offsets = EndOffsets(settings.bootstrap, settings.kafka_auth("worker"))
-
-    async def pool(self) -> asyncpg.Pool:
-        async with self._lock:
-            if self._pool is None:
-                self._pool = await asyncpg.create_pool(
-                    self._settings.pg_dsn("writer"), min_size=1, max_size=3,
-                    server_settings={"application_name": APPLICATION_NAME},
-                )  # fmt: skip
-            return self._pool
-
-    async def producer(self) -> AIOKafkaProducer:
-        async with self._lock:
-            if self._producer is None:
-                producer = AIOKafkaProducer(
-                    bootstrap_servers=self._settings.bootstrap,
-                    acks="all",
-                    enable_idempotence=True,
-                    **self._settings.kafka_auth("worker"),
-                )
-                await producer.start()
-                self._producer = producer
-            return self._producer
-
-    async def close(self) -> None:
-        await self.offsets.close()
-        async with self._lock:
-            if self._producer is not None:
-                await self._producer.stop()
-            if self._pool is not None:
-                await self._pool.close()
-            self._producer = self._pool = None
 
 
 class _Throughput:
@@ -214,58 +169,23 @@ def build_app(
     ``apply_accepted`` counts the ledger records it appends; with ``metrics_socket`` the
     app serves /metrics and /health on it (``processors.worker.endpoint``)."""
     topics = {settings.topic(stream): stream for stream in SOURCE_STREAMS}
-    group = settings.consumer_group
-    app = faust_app(settings, group)
+    app = faust_app(settings, settings.consumer_group)
     # acks=False: faust never commits offsets of these topics itself. It would commit the
     # offsets of every event a batch took, also of a batch that failed or was cancelled at
     # shutdown, and then resume past it. The worker commits instead (``_mirror``), only
     # positions already committed in PostgreSQL, so Kafka's offset is never ahead of them.
     source = app.topic(*topics, value_serializer="raw", key_serializer="raw", acks=False)
-    processor = BatchProcessor(
-        group=group, streams=topics, limits=settings.limits(), apply_accepted=apply_accepted
-    )
-    resources = _Resources(settings)
-    telemetry = Telemetry(topics.values())
-    tally = tally or RecordTally()
-    isolating = Isolating(
-        processor,
-        lambda: pooled(resources.pool),
-        retry_policy(settings),
-        hooks=Hooks(
-            retried=lambda failure: telemetry.batch_retried(failure.value),
-            narrowed=lambda: telemetry.batch_narrowed(),
-            rolled_back=tally.take,  # what a rolled-back attempt appended never was
-        ),
-    )
+    stage = _Stage(settings, app, topics, apply_accepted, tally or RecordTally(), on_fatal)
+    resources = stage.resources
     timer = Timer(settings, list(topics), partition_count, resources.offsets.end_offsets)
-    dead_topic = settings.topic(deadletters.DEADLETTERS)
-    refusals_topic = settings.topic(REFUSALS)
-    within_s = settings.batch_within_ms / 1000
     if metrics_socket is not None:
-        Operations(settings, telemetry, topics, metrics_socket).attach(app)
+        Operations(settings, stage.telemetry, topics, metrics_socket).attach(app)
 
     # faust's stubs type a receiver as taking ``signal=`` and a stream without take_events;
     # both are documented API that faust calls and provides at run time.
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def resume(sender: Any, assigned: set[Any], **_: Any) -> None:
-        mine = [tp for tp in assigned if tp.topic in topics]
-        pairs = [(tp.topic, tp.partition) for tp in mine]
-        pool = await resources.pool()
-        async with pool.acquire() as conn:
-            stored = await positions.load(conn, group, pairs)
-        # After this signal faust seeks every partition to its committed offset in Kafka
-        # (Recovery.perform_seek), overriding any seek made here. So the positions stored in
-        # PostgreSQL are committed to Kafka now, and that is where consumption resumes.
-        await mirror_positions(app, {tp: stored.get((tp.topic, tp.partition), 0) for tp in mine})
-        telemetry.partitions_assigned(len(mine))
-        log.info(
-            "assigned %d source partitions; resuming from positions stored in PostgreSQL"
-            " (%d messages consumed so far)",
-            len(mine), sum(stored.values()),
-        )  # fmt: skip
-        await _publish(resources, deadletters.OUTBOX, dead_topic, pairs)
-        # Refusals a worker committed but did not publish before it died go out now.
-        await _publish(resources, refusals.OUTBOX, refusals_topic, pairs)
+        await stage.resume(assigned)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def close(sender: Any, **_: Any) -> None:
@@ -278,55 +198,132 @@ def build_app(
 
     @app.agent(source)
     async def ingest(stream: faust.StreamT[bytes]) -> None:
+        await stage.ingest(stream)
+
+    return app
+
+
+class _Stage:
+    """What the worker's handlers share, and what they do: the batch processor behind its
+    retries and isolation, the pool and producer, the metrics, and the outboxes' topics."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        app: faust.App,
+        topics: dict[str, str],
+        apply_accepted: ApplyHook,
+        tally: RecordTally,
+        on_fatal: Callable[[BaseException], None] | None,
+    ) -> None:
+        self.settings = settings
+        self.app = app
+        self.topics = topics
+        self.group = settings.consumer_group
+        self.tally = tally
+        self.on_fatal = on_fatal
+        self.resources = resources = Resources(settings)
+        self.telemetry = telemetry = Telemetry(topics.values())
+        processor = BatchProcessor(
+            group=self.group, streams=topics, limits=settings.limits(),
+            apply_accepted=apply_accepted,
+        )  # fmt: skip
+        self.isolating = Isolating(
+            processor,
+            lambda: pooled(resources.pool),
+            retry_policy(settings),
+            hooks=Hooks(
+                retried=lambda failure: telemetry.batch_retried(failure.value),
+                narrowed=lambda: telemetry.batch_narrowed(),
+                rolled_back=tally.take,  # what a rolled-back attempt appended never was
+            ),
+        )
+        self.dead_topic = settings.topic(deadletters.DEADLETTERS)
+        self.refusals_topic = settings.topic(REFUSALS)
+
+    async def resume(self, assigned: set[Any]) -> None:
+        """On assignment: resume from the positions in PostgreSQL, and send what the
+        outboxes of these partitions still hold."""
+        mine = [tp for tp in assigned if tp.topic in self.topics]
+        pairs = [(tp.topic, tp.partition) for tp in mine]
+        pool = await self.resources.pool()
+        async with pool.acquire() as conn:
+            stored = await positions.load(conn, self.group, pairs)
+        # After this signal faust seeks every partition to its committed offset in Kafka
+        # (Recovery.perform_seek), overriding any seek made here. So the positions stored in
+        # PostgreSQL are committed to Kafka now, and that is where consumption resumes.
+        await mirror_positions(
+            self.app, {tp: stored.get((tp.topic, tp.partition), 0) for tp in mine}
+        )
+        self.telemetry.partitions_assigned(len(mine))
+        log.info(
+            "assigned %d source partitions; resuming from positions stored in PostgreSQL"
+            " (%d messages consumed so far)",
+            len(mine), sum(stored.values()),
+        )  # fmt: skip
+        await _publish(self.resources, deadletters.OUTBOX, self.dead_topic, pairs)
+        # Refusals a worker committed but did not publish before it died go out now.
+        await _publish(self.resources, refusals.OUTBOX, self.refusals_topic, pairs)
+
+    async def ingest(self, stream: faust.StreamT[bytes]) -> None:
+        """The agent: batch after batch until the stream ends or a batch fails."""
         throughput = _Throughput()
         # Positions committed in PostgreSQL but not yet to Kafka (at most once a second).
         unmirrored: dict[TP, int] = {}
         mirrored_at = time.monotonic()
         async for events in stream.take_events(  # type: ignore[attr-defined]
-            settings.batch_size_max, within=within_s
+            self.settings.batch_size_max, within=self.settings.batch_within_ms / 1000
         ):
             batch = [
                 SourceMessage(m.topic, m.partition, m.offset, m.key, m.value)
                 for m in (e.message for e in events)
             ]
             started = time.monotonic()
-            try:
-                report = await isolating.process(batch)
-            except Exception as exc:
-                telemetry.batch_failed(exc)
-                first = batch[0]
-                log.critical(
-                    "batch of %d messages from %s/%s@%s failed and was rolled back; the"
-                    " worker stops so that it resumes from the positions in PostgreSQL: %r",
-                    len(batch), first.topic, first.partition, first.offset, exc,
-                    exc_info=True,
-                )  # fmt: skip
-                if on_fatal is not None:
-                    on_fatal(exc)
+            report = await self._process(batch)
+            if report is None:
                 return
-            records = tally.take()
-            telemetry.batch_committed(report, time.monotonic() - started, records)
+            records = self.tally.take()
+            self.telemetry.batch_committed(report, time.monotonic() - started, records)
             throughput.add(report)
             unmirrored.update({TP(t, p): n for (t, p), n in report.positions.items()})
             if time.monotonic() - mirrored_at >= MIRROR_INTERVAL_S:
-                await mirror_positions(app, unmirrored)
+                await mirror_positions(self.app, unmirrored)
                 unmirrored.clear()
                 mirrored_at = time.monotonic()
-            if report.dead_letters or report.parked or report.released:
-                log.info(
-                    "batch of %d: %d applied (%d released from parking), %d duplicates,"
-                    " %d parked, dead letters %s",
-                    report.messages, report.applied, report.released, report.duplicates,
-                    report.parked, _codes(report), extra=batch_fields(report, records),
-                )  # fmt: skip
-            if report.dead_letters:
-                sources = {(d.topic, d.partition) for d in report.dead_letters}
-                await _publish(resources, deadletters.OUTBOX, dead_topic, sources)
-            if report.refused:
-                sources = {(a.topic, a.partition) for a in report.refused}
-                await _publish(resources, refusals.OUTBOX, refusals_topic, sources)
+            await self._announce(report, records)
 
-    return app
+    async def _process(self, batch: list[SourceMessage]) -> BatchReport | None:
+        """The batch's report, or None when it failed for good (``on_fatal`` is told)."""
+        try:
+            return await self.isolating.process(batch)
+        except Exception as exc:
+            self.telemetry.batch_failed(exc)
+            first = batch[0]
+            log.critical(
+                "batch of %d messages from %s/%s@%s failed and was rolled back; the"
+                " worker stops so that it resumes from the positions in PostgreSQL: %r",
+                len(batch), first.topic, first.partition, first.offset, exc,
+                exc_info=True,
+            )  # fmt: skip
+            if self.on_fatal is not None:
+                self.on_fatal(exc)
+            return None
+
+    async def _announce(self, report: BatchReport, records: int) -> None:
+        """Log a batch that did more than apply, and send its dead letters and refusals."""
+        if report.dead_letters or report.parked or report.released:
+            log.info(
+                "batch of %d: %d applied (%d released from parking), %d duplicates,"
+                " %d parked, dead letters %s",
+                report.messages, report.applied, report.released, report.duplicates,
+                report.parked, _codes(report), extra=batch_fields(report, records),
+            )  # fmt: skip
+        if report.dead_letters:
+            sources = {(d.topic, d.partition) for d in report.dead_letters}
+            await _publish(self.resources, deadletters.OUTBOX, self.dead_topic, sources)
+        if report.refused:
+            sources = {(a.topic, a.partition) for a in report.refused}
+            await _publish(self.resources, refusals.OUTBOX, self.refusals_topic, sources)
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -355,7 +352,7 @@ async def mirror_positions(app: faust.App, offsets: dict[TP, int]) -> None:
         log.warning("could not commit positions to Kafka (%r); they stay in PostgreSQL", exc)
 
 
-async def _tick(resources: _Resources, timer: Timer) -> None:
+async def _tick(resources: Resources, timer: Timer) -> None:
     # The timer's state is in PostgreSQL; a failed tick is retried after the next batch.
     try:
         pool = await resources.pool()
@@ -377,7 +374,7 @@ def _worker_dir(settings: Settings) -> Path:
     return Path(settings.stack_dir) / "worker"
 
 
-async def _publish(resources: _Resources, outbox: Outbox, topic: str, sources: Any) -> None:
+async def _publish(resources: Resources, outbox: Outbox, topic: str, sources: Any) -> None:
     # The rows are committed; failing to send them now only delays them until the next
     # batch that writes such rows from these partitions, or the next assignment.
     try:

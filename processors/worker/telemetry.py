@@ -105,7 +105,21 @@ class Telemetry:
         self._clock = clock
         self._wall_clock = wall_clock
         self.registry = CollectorRegistry()
-        r = self.registry
+        self._declare_metrics(self.registry)
+        self._start_series_at_zero(streams)
+
+        started = clock()
+        self._assigned = 0
+        self._last_batch_at: float | None = None
+        self._progress_at = started  # last batch, assignment or start
+        self._unassigned_since: float | None = started
+        self._lag_total: int | None = None
+        self._lag_positive_since: float | None = None
+        self._lag_tps: set[TopicPartition] = set()
+        self.failure: str | None = None
+
+    def _declare_metrics(self, r: CollectorRegistry) -> None:
+        """The metrics of the class's docstring, registered with ``r``."""
         self.messages = Counter(
             "incentives_worker_messages", "Messages consumed, by stream and outcome.",
             ["stream", "outcome"], registry=r,
@@ -149,6 +163,8 @@ class Telemetry:
             "incentives_worker_last_batch_timestamp_seconds",
             "Unix time of the last committed batch.", registry=r,
         )  # fmt: skip
+
+    def _start_series_at_zero(self, streams: Iterable[str]) -> None:
         # Every series exists from the start at 0, so that rate() and alerts see the first
         # increment instead of a series appearing out of nowhere.
         for stream in streams:
@@ -159,16 +175,6 @@ class Telemetry:
                 self.dead_letters.labels(str(code))
         for cause in RETRY_CAUSES:
             self.batch_retries.labels(cause)
-
-        started = clock()
-        self._assigned = 0
-        self._last_batch_at: float | None = None
-        self._progress_at = started  # last batch, assignment or start
-        self._unassigned_since: float | None = started
-        self._lag_total: int | None = None
-        self._lag_positive_since: float | None = None
-        self._lag_tps: set[TopicPartition] = set()
-        self.failure: str | None = None
 
     def exposition(self) -> bytes:
         """The metrics in Prometheus' text format, as ``GET /metrics`` serves them."""

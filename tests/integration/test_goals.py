@@ -76,31 +76,13 @@ async def records(settings: Settings) -> Found:
     return found
 
 
-async def test_targets_gates_and_overrides_through_the_worker_and_the_replay(
-    settings: Settings, tmp_path: Path
-) -> None:
-    """January: D-1 sells 90,000.00, R-1 40,000.00, S-1 20,000.00. The January close pays
-    D-1 1.5 % of R-1's 40,000.00 (600.00) and 0.5 % of S-1's 20,000.00 one level further
-    down (100.00). February: R-1 takes back 10,000.00 of its January sale and sells nothing:
-    its February net is -10,000.00 and -150.00 of D-1's override is clawed back; S-1 sells
-    35,000.00 (D-1: 0.5 % = 175.00), +75 % over January, a breakthrough award of 300.00 and
-    2 % of the 15,000.00 increase, 600.00 together. March: D-1
-    sells two support contracts (2 x 25.00) without holding a certification: the quarter's
-    close takes the 50.00 back (the gate). D-1's quarter is 90,500.00 against the revised
-    target of 80,000.00 (113.125 %): 1 % = 905.00. Its network sold 90,500 + 30,000 +
-    55,000: the network champion's EUR 5,000.00. D-1 had no December to grow from: a note.
-    R-1 and S-1 have no target: notes. A target for the closed quarter is refused. The
-    auditor's replay gives the same ledger."""
-    conn = await asyncpg.connect(settings.pg_dsn("owner"))
-    try:
-        await program_store.publish(conn, load_program(EXAMPLE), published_by="goals-test")
-    finally:
-        await conn.close()
-
-    d, r, s = "D-1", "R-1", "S-1"
+def quarter(d: str, r: str, s: str) -> list[list[tuple[str, dict[str, Any]]]]:
+    """The traffic of the quarter that the test's docstring tells, in phases: each phase is
+    sent and consumed before the next, so that each close sees exactly its month's facts;
+    the last phase is the target for the closed quarter."""
     joined = {"joined_on": "2025-06-01", "occurred_at": "2025-06-01T09:00:00Z",
               "region": "FR"}
-    phases: list[list[tuple[str, dict[str, Any]]]] = [
+    return [
         [("partners", registration(d, kind="distributor", **joined)),
          ("partners", registration(r, parent_partner_id=d, **joined)),
          ("partners", registration(s, parent_partner_id=r, **joined))],
@@ -120,13 +102,10 @@ async def test_targets_gates_and_overrides_through_the_worker_and_the_replay(
         [("commands", close("2026-03", "2026-04-03T00:00:00Z"))],
         [("commands", target(d, 9_000_000, "2026-04-05T09:00:00Z"))],
     ]
-    with Worker(settings, tmp_path / "worker.log") as worker:
-        for phase in phases:
-            await send_raw(settings, [keyed(stream, m) for stream, m in phase])
-            await wait_consumed(settings, worker)
-    late = phases[-1][0][1]["event_id"]
 
-    found = await records(settings)
+
+def check_goal_records(found: Found, d: str, r: str, s: str) -> None:
+    """The goal rules' records that the test's docstring computes, amount by amount."""
 
     def amounts(partner: str, rule: str, leg: str) -> list[tuple[str, int]]:
         return [(kind, amount) for kind, amount, _ in found[(partner, rule, leg)]]
@@ -155,6 +134,38 @@ async def test_targets_gates_and_overrides_through_the_worker_and_the_replay(
     targets = found[(d, "", "target:2026-Q1:net_sales")]
     assert [(kind, i["value"], i["previous"]) for kind, _, i in targets] == [
         ("note", 10_000_000, None), ("note", 8_000_000, 10_000_000)]
+
+
+async def test_targets_gates_and_overrides_through_the_worker_and_the_replay(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """January: D-1 sells 90,000.00, R-1 40,000.00, S-1 20,000.00. The January close pays
+    D-1 1.5 % of R-1's 40,000.00 (600.00) and 0.5 % of S-1's 20,000.00 one level further
+    down (100.00). February: R-1 takes back 10,000.00 of its January sale and sells nothing:
+    its February net is -10,000.00 and -150.00 of D-1's override is clawed back; S-1 sells
+    35,000.00 (D-1: 0.5 % = 175.00), +75 % over January, a breakthrough award of 300.00 and
+    2 % of the 15,000.00 increase, 600.00 together. March: D-1
+    sells two support contracts (2 x 25.00) without holding a certification: the quarter's
+    close takes the 50.00 back (the gate). D-1's quarter is 90,500.00 against the revised
+    target of 80,000.00 (113.125 %): 1 % = 905.00. Its network sold 90,500 + 30,000 +
+    55,000: the network champion's EUR 5,000.00. D-1 had no December to grow from: a note.
+    R-1 and S-1 have no target: notes. A target for the closed quarter is refused. The
+    auditor's replay gives the same ledger."""
+    conn = await asyncpg.connect(settings.pg_dsn("owner"))
+    try:
+        await program_store.publish(conn, load_program(EXAMPLE), published_by="goals-test")
+    finally:
+        await conn.close()
+
+    d, r, s = "D-1", "R-1", "S-1"
+    phases = quarter(d, r, s)
+    with Worker(settings, tmp_path / "worker.log") as worker:
+        for phase in phases:
+            await send_raw(settings, [keyed(stream, m) for stream, m in phase])
+            await wait_consumed(settings, worker)
+    late = phases[-1][0][1]["event_id"]
+
+    check_goal_records(await records(settings), d, r, s)
 
     refused = await fetch(settings, "SELECT event_id, code FROM command_refusals")
     assert [(str(x["event_id"]), x["code"]) for x in refused] == [(late, "period_closed")]

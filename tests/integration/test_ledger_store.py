@@ -1,22 +1,21 @@
 """The ledger store against the real PostgreSQL: append and read back, balances, uniqueness
-against stale writers, immutability by privileges and trigger, and tamper detection through
-the real `incentives audit verify` command."""
+against stale writers, immutability by privileges and trigger, and checkpoints. The ledger
+built here (and the superuser's way around the trigger) is also what the tamper tests
+(``test_ledger_tampering.py``) and the anchor tests start from."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 import asyncpg
-import msgspec
 import pytest
 from ingest_support import admin, env_for, run_cli
 
@@ -40,7 +39,6 @@ from ledger.core import (
     program_expense,
     seal,
 )
-from ledger.verify import FindingCode
 from schemas.settings import Settings
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -122,6 +120,18 @@ async def build(conn: asyncpg.Connection, *, checkpoints: bool = True) -> Ledger
         if checkpoints:
             await store.take_checkpoint(conn, T0 + timedelta(days=30 + last))
     return Ledger(records)
+
+
+@asynccontextmanager
+async def triggers_disabled(conn: asyncpg.Connection) -> AsyncIterator[None]:
+    """What an attacker with superuser rights does; one transaction, so nobody else ever
+    sees the trigger disabled."""
+    async with conn.transaction():
+        for table in ("ledger_records", "ledger_postings"):
+            await conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
+        yield
+        for table in ("ledger_records", "ledger_postings"):
+            await conn.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
 
 
 @pytest.fixture
@@ -399,148 +409,3 @@ async def test_checkpoint_command_prints_the_stored_root(
     assert third.checkpoint_seq == 3
     assert "checkpoint 3 at " in result.stdout and third.root.hex() in result.stdout
     assert f"published to {settings.topic('checkpoints')}: checkpoint(s) 1, 2, 3" in result.stdout
-
-
-# --- tampering, caught by `incentives audit verify` ------------------------------------------
-
-
-class Expect(NamedTuple):
-    code: FindingCode
-    partner_id: str
-    seq: int
-    record_id: uuid.UUID | None
-    found: str = ""  # a text the finding must show, if any
-
-
-@asynccontextmanager
-async def triggers_disabled(conn: asyncpg.Connection) -> AsyncIterator[None]:
-    """What an attacker with superuser rights does; one transaction, so nobody else ever
-    sees the trigger disabled."""
-    async with conn.transaction():
-        for table in ("ledger_records", "ledger_postings"):
-            await conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
-        yield
-        for table in ("ledger_records", "ledger_postings"):
-            await conn.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
-
-
-async def _delete(conn: asyncpg.Connection, record: Record) -> None:
-    await conn.execute("DELETE FROM ledger_postings WHERE record_id = $1", record.record_id)
-    assert await conn.execute("DELETE FROM ledger_records WHERE record_id = $1",
-                              record.record_id) == "DELETE 1"
-
-
-async def change_amount(conn: asyncpg.Connection, ledger: Ledger) -> Expect:
-    """Both legs change, so the record still balances: only the hash can tell."""
-    target = ledger.record("P-2", 3)
-    assert await conn.execute("UPDATE ledger_postings SET amount = amount * 10 "
-                              "WHERE record_id = $1", target.record_id) == "UPDATE 2"
-    return Expect(FindingCode.HASH_MISMATCH, "P-2", 3, target.record_id)
-
-
-async def change_explanation(conn: asyncpg.Connection, ledger: Ledger) -> Expect:
-    """Reworded, still valid canonical JSON: why someone was paid is part of the hash."""
-    target = ledger.record("P-1", 6)
-    text = await conn.fetchval("SELECT explanation FROM ledger_records WHERE record_id = $1",
-                               target.record_id)
-    reworded = json.loads(text) | {"summary": "sale 6 (approved by the CEO)"}
-    await conn.execute("UPDATE ledger_records SET explanation = $1 WHERE record_id = $2",
-                       json.dumps(reworded, sort_keys=True, separators=(",", ":")),
-                       target.record_id)
-    return Expect(FindingCode.HASH_MISMATCH, "P-1", 6, target.record_id)
-
-
-async def garble_explanation(conn: asyncpg.Connection, ledger: Ledger) -> Expect:
-    """An explanation that is not JSON at all is reported, not a crash of the audit."""
-    target = ledger.record("P-3", 2)
-    await conn.execute("UPDATE ledger_records SET explanation = 'paid, trust me' "
-                       "WHERE record_id = $1", target.record_id)
-    return Expect(FindingCode.MALFORMED_RECORD, "P-3", 2, target.record_id,
-                  "an explanation that does not decode (JSON is malformed: invalid character "
-                  "(byte 0)): 'paid, trust me'")
-
-
-async def delete_in_the_middle(conn: asyncpg.Connection, ledger: Ledger) -> Expect:
-    """Record 3 gone: the finding names record 4, which now follows record 2."""
-    await _delete(conn, ledger.record("P-2", 3))
-    return Expect(FindingCode.SEQ_GAP, "P-2", 4, ledger.record("P-2", 4).record_id)
-
-
-async def delete_the_last(conn: asyncpg.Connection, ledger: Ledger) -> Expect:
-    """The chain itself is intact after the cut: only the checkpoint knows record 8."""
-    await _delete(conn, ledger.record("P-3", LENGTH))
-    return Expect(FindingCode.CHECKPOINT_HEAD_MISSING, "P-3", LENGTH, None)
-
-
-async def swap_two(conn: asyncpg.Connection, ledger: Ledger) -> Expect:
-    """Records 2 and 3 trade places; record 3, now at seq 2, does not link to record 1."""
-    moved = ledger.record("P-1", 3)
-    for old, new in ((2, 1000), (3, 2), (1000, 3)):
-        await conn.execute("UPDATE ledger_records SET seq = $1 WHERE partner_id = 'P-1' "
-                           "AND seq = $2", new, old)
-    return Expect(FindingCode.PREV_HASH_MISMATCH, "P-1", 2, moved.record_id)
-
-
-async def forge_the_last(conn: asyncpg.Connection, ledger: Ledger) -> Expect:
-    """The last record is replaced by a forged one with a properly recomputed hash, written
-    through the store itself: every chain check passes; the checkpoint does not."""
-    last = ledger.record("P-2", LENGTH)
-    await _delete(conn, last)
-    before = ledger.record("P-2", LENGTH - 1)
-    await conn.execute("UPDATE partner_state SET head_seq = $1, head_hash = $2 "
-                       "WHERE partner_id = 'P-2'", before.seq, before.hash)
-    forged = seal(draft("P-2", 96, amount=1_000_000), LENGTH, before.hash)
-    await store.append(conn, [forged])
-    return Expect(FindingCode.CHECKPOINT_HEAD_MISMATCH, "P-2", LENGTH, forged.record_id)
-
-
-Tamper = Callable[[asyncpg.Connection, Ledger], Awaitable[Expect]]
-
-
-@pytest.mark.parametrize("tamper", [change_amount, change_explanation, garble_explanation,
-                                    delete_in_the_middle, delete_the_last, swap_two,
-                                    forge_the_last])
-async def test_audit_verify_names_the_tampered_record(
-    settings: Settings, conn: asyncpg.Connection, tamper: Tamper
-) -> None:
-    """Exit 1 and exactly one finding, naming the partner, seq and (where it still exists)
-    record id of the tampered record with the right code."""
-    ledger = await build(conn)
-    async with triggers_disabled(conn):
-        expect = await tamper(conn, ledger)
-    result = cli(settings, "audit", "verify")
-    assert result.returncode == 1, result.stdout + result.stderr
-    findings = [line for line in result.stdout.splitlines() if line.startswith("FINDING ")]
-    assert len(findings) == 1, result.stdout
-    assert findings[0].startswith(
-        f"FINDING {expect.code.value}: partner {expect.partner_id} seq {expect.seq}"
-    ), findings[0]
-    if expect.record_id is not None:
-        assert f"record {expect.record_id}" in findings[0]
-    assert f"found {expect.found}" in findings[0]
-    assert "1 finding(s)" in result.stdout.splitlines()[-1]
-    # The trigger is back: the attacker's door is closed again.
-    with pytest.raises(asyncpg.RestrictViolationError):
-        await conn.execute("DELETE FROM ledger_records")
-
-
-async def test_audit_verify_passes_a_clean_ledger_and_shows_progress(
-    settings: Settings, conn: asyncpg.Connection
-) -> None:
-    await build(conn)
-    result = cli(settings, "audit", "verify", "--progress", "--chunk", "5")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "FINDING" not in result.stdout
-    assert "verified 24 records of 3 partners against 2 checkpoint(s)" in result.stdout
-    assert result.stdout.rstrip().endswith(": OK")
-    assert "verified 24 records, 3 partners" in result.stderr
-
-
-async def test_audit_verify_exits_2_when_it_cannot_look(settings: Settings) -> None:
-    """'Could not verify' must never read as 'clean' nor as 'tampered'."""
-    unreachable = msgspec.structs.replace(
-        settings, pg_auditor_dsn="postgresql://nobody@127.0.0.1:1/x"
-    )
-    result = cli(unreachable, "audit", "verify")
-    assert result.returncode == 2
-    assert "cannot use the ledger database" in result.stderr

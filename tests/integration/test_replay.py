@@ -21,6 +21,7 @@ from ledger.core import (
     Draft,
     Explanation,
     Posting,
+    Record,
     RecordKind,
     append,
     partner_available,
@@ -33,24 +34,10 @@ from schemas.streams import ANY
 EXAMPLE = Path(__file__).resolve().parents[2] / "programs" / "example-channel-2026.yaml"
 
 
-async def test_replay_of_a_workers_ledger_is_identical_and_a_forged_record_is_named(
-    settings: Settings, tmp_path: Path
-) -> None:
-    conn = await asyncpg.connect(settings.pg_dsn("owner"))
-    await program_store.publish(conn, load_program(EXAMPLE), published_by="test")
-    await conn.close()
-    async with Publisher(settings) as publisher:
-        for raw in generate(partners=12, sales=600):
-            await publisher.publish(ANY.decode(msgspec.json.encode(raw)))
-    with Worker(settings, tmp_path / "worker.log") as worker:
-        await wait_consumed(settings, worker)
-
-    clean = run_cli(settings, "audit", "replay")
-    assert clean.returncode == 0, clean.stdout + clean.stderr
-    assert clean.stdout.strip().endswith(": identical"), clean.stdout
-
-    # A payout appended at the end of a chain by someone with write access, sealed with a
-    # correct hash and head: `audit verify` has no checkpoint after it to disagree with.
+async def _forge_a_payout(settings: Settings) -> tuple[ChainHead, list[Record]]:
+    """A payout appended at the end of a chain by someone with write access, sealed with a
+    correct hash and head: `audit verify` has no checkpoint after it to disagree with.
+    Returns the chain's head before it and the records appended."""
     conn = await asyncpg.connect(settings.pg_dsn("writer"))
     try:
         row = await conn.fetchrow(
@@ -70,18 +57,13 @@ async def test_replay_of_a_workers_ledger_is_identical_and_a_forged_record_is_na
             await store_append(conn, records)
     finally:
         await conn.close()
-    assert run_cli(settings, "audit", "verify").returncode == 0, "the chains alone look fine"
+    return head, records
 
-    caught = run_cli(settings, "audit", "replay")
-    assert caught.returncode == 1, caught.stdout + caught.stderr
-    assert caught.stdout.splitlines()[0] == (
-        f"DIFFERENCE P-00001 #{head.seq + 1}: the ledger has record {records[0].record_id},"
-        " which no stored input gives"
-    )
-    assert caught.stdout.strip().endswith(": 1 difference(s)")
 
-    # An amount edited on both legs of a record: it still balances and its hash column is
-    # untouched, so only the stored content, compared with the replay's, can tell.
+async def _edit_both_legs(settings: Settings) -> tuple[asyncpg.Record, str]:
+    """An amount edited on both legs of a record: it still balances and its hash column is
+    untouched, so only the stored content, compared with the replay's, can tell. Returns the
+    record edited and the UPDATE's status."""
     conn = await asyncpg.connect(admin(settings))
     try:
         target = await conn.fetchrow(
@@ -98,6 +80,37 @@ async def test_replay_of_a_workers_ledger_is_identical_and_a_forged_record_is_na
             await conn.execute("ALTER TABLE ledger_postings ENABLE TRIGGER USER")
     finally:
         await conn.close()
+    return target, edited
+
+
+async def test_replay_of_a_workers_ledger_is_identical_and_a_forged_record_is_named(
+    settings: Settings, tmp_path: Path
+) -> None:
+    conn = await asyncpg.connect(settings.pg_dsn("owner"))
+    await program_store.publish(conn, load_program(EXAMPLE), published_by="test")
+    await conn.close()
+    async with Publisher(settings) as publisher:
+        for raw in generate(partners=12, sales=600):
+            await publisher.publish(ANY.decode(msgspec.json.encode(raw)))
+    with Worker(settings, tmp_path / "worker.log") as worker:
+        await wait_consumed(settings, worker)
+
+    clean = run_cli(settings, "audit", "replay")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert clean.stdout.strip().endswith(": identical"), clean.stdout
+
+    head, records = await _forge_a_payout(settings)
+    assert run_cli(settings, "audit", "verify").returncode == 0, "the chains alone look fine"
+
+    caught = run_cli(settings, "audit", "replay")
+    assert caught.returncode == 1, caught.stdout + caught.stderr
+    assert caught.stdout.splitlines()[0] == (
+        f"DIFFERENCE P-00001 #{head.seq + 1}: the ledger has record {records[0].record_id},"
+        " which no stored input gives"
+    )
+    assert caught.stdout.strip().endswith(": 1 difference(s)")
+
+    target, edited = await _edit_both_legs(settings)
     assert edited == "UPDATE 2"
     edited_too = run_cli(settings, "audit", "replay")
     assert edited_too.returncode == 1, edited_too.stdout + edited_too.stderr

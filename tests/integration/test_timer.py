@@ -117,6 +117,13 @@ async def test_months_close_and_holds_release_as_event_time_passes(
         )
         await wait_consumed(settings, worker)
 
+    await _assert_two_closes_and_forward_clock_steps(settings)
+    await _assert_replay_equals_live(settings)
+
+
+async def _assert_two_closes_and_forward_clock_steps(settings: Settings) -> None:
+    """January and February closed once each, in order; the clock advanced in whole days,
+    only forward, past March's start; and the clock, not an event, released some holds."""
     closes = await fetch(
         settings, "SELECT body FROM inbox WHERE event_type = 'ClosePeriod' ORDER BY arrival_seq"
     )
@@ -141,7 +148,6 @@ async def test_months_close_and_holds_release_as_event_time_passes(
            WHERE r.kind = 'hold_release'""",
     )
     assert released[0]["n"] > 0, "some holds were released by the clock, not by an event"
-    await _assert_replay_equals_live(settings)
 
 
 async def _assert_replay_equals_live(settings: Settings) -> None:

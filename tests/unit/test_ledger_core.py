@@ -1,27 +1,28 @@
-"""Unit and property tests of the pure ledger core: records, postings, hashing, the chain."""
+"""Unit and property tests of the pure ledger core: records, postings, hashing, the chain.
+Balances folded from records are in ``test_ledger_balances.py``."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from ledger.balances import (
-    PostingRow,
-    account_balances,
-    balance,
-    dated_postings,
-    fold,
-    fold_postings,
-    posting_rows,
+from ledger_core_support import (
+    EPOCH,
+    PROGRAM,
+    T0,
+    draft_lists,
+    explanations,
+    make_draft,
+    moments,
 )
+
 from ledger.checkpoint import (
     GENESIS_ROOT,
     check_checkpoint,
@@ -29,15 +30,9 @@ from ledger.checkpoint import (
     take_checkpoint,
 )
 from ledger.core import (
-    AWARDS_FULFILLED,
     GENESIS_HASH,
-    INT64_MAX,
-    INT64_MIN,
     LEDGER_NAMESPACE,
     PAYOUT_CLEARING,
-    POINTS_EXPIRED,
-    POINTS_REDEEMED,
-    VALUE_FREE_KINDS,
     AssetKind,
     Chain,
     ChainHead,
@@ -48,7 +43,6 @@ from ledger.core import (
     Posting,
     Record,
     RecordKind,
-    Rounding,
     append,
     asset_kind,
     award,
@@ -63,98 +57,10 @@ from ledger.core import (
     partner_pending,
     points,
     program_expense,
-    program_penalty,
     record_hash,
     seal,
 )
 from ledger.verify import verify
-
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-PROGRAM = "prog-a"
-
-# --- strategies -----------------------------------------------------------------------------
-
-texts = st.text(
-    alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\x00"),
-    max_size=12,
-)
-scalars = st.one_of(st.none(), st.booleans(), st.integers(INT64_MIN, INT64_MAX), texts)
-explanations = st.builds(
-    Explanation,
-    summary=texts,
-    formula=texts,
-    inputs=st.dictionaries(texts, st.one_of(scalars, st.lists(scalars, max_size=3)), max_size=4),
-    rounding=st.none() | st.builds(Rounding, mode=st.just("half_even"), exact=texts,
-                                   result=st.integers(INT64_MIN, INT64_MAX)),
-    author=st.none() | texts,
-    reason=st.none() | texts,
-    related_record_ids=st.lists(st.uuids(), max_size=2).map(tuple),
-)
-moments = st.integers(0, 10**13).map(lambda us: T0 + timedelta(microseconds=us))
-assets = st.sampled_from(["EUR", "USD", f"PTS:{PROGRAM}", "AWARD:trip", "MDF:EUR"])
-
-
-def accounts_of(partner_id: str) -> list[str]:
-    return [program_expense(PROGRAM), program_penalty(PROGRAM), partner_pending(partner_id),
-            partner_available(partner_id), PAYOUT_CLEARING, POINTS_REDEEMED, POINTS_EXPIRED,
-            AWARDS_FULFILLED]
-
-
-@st.composite
-def transfers(draw: st.DrawFn, partner_id: str) -> tuple[Posting, ...]:
-    """One or two balanced movements: from one account to another, per asset."""
-    postings: list[Posting] = []
-    for _ in range(draw(st.integers(1, 2))):
-        source, target = draw(st.permutations(accounts_of(partner_id)))[:2]
-        asset = draw(assets)
-        amount = draw(st.integers(1, 10**12))
-        postings += [Posting(source, asset, -amount), Posting(target, asset, amount)]
-    return tuple(postings)
-
-
-@st.composite
-def drafts(draw: st.DrawFn, partner_id: str = "P-1") -> Draft:
-    kind = draw(st.sampled_from(RecordKind))
-    with_program = draw(st.booleans())
-    explanation = draw(explanations)
-    if kind is RecordKind.ADJUSTMENT:
-        explanation = msgspec.structs.replace(explanation, author=draw(texts.map("a".__add__)),
-                                              reason=draw(texts.map("r".__add__)))
-    if kind is RecordKind.REVERSAL and not explanation.related_record_ids:
-        explanation = msgspec.structs.replace(explanation, related_record_ids=(draw(st.uuids()),))
-    return Draft(
-        partner_id=partner_id,
-        kind=kind,
-        occurred_at=draw(moments),
-        recorded_at=draw(moments),
-        source_event_ids=tuple(draw(st.lists(st.uuids(), min_size=1, max_size=3, unique=True))),
-        leg=draw(st.sampled_from(["0", "1", "accrual", "release:2"])),
-        explanation=explanation,
-        postings=() if kind in VALUE_FREE_KINDS else draw(transfers(partner_id)),
-        program_id=PROGRAM if with_program else None,
-        program_version=draw(st.integers(1, 9)) if with_program else None,
-        rule_id=draw(st.sampled_from([None, "per-sale", "bonus"])) if with_program else None,
-    )
-
-
-draft_lists = st.lists(drafts(), min_size=1, max_size=6)
-
-
-def make_draft(n: int, partner_id: str = "P-1", amount: int = 100, **changes: Any) -> Draft:
-    fields: dict[str, Any] = dict(
-        partner_id=partner_id, kind=RecordKind.ACCRUAL, occurred_at=T0 + timedelta(days=n),
-        recorded_at=T0 + timedelta(days=n, seconds=1),
-        source_event_ids=(uuid.UUID(int=n + 1),), leg="0",
-        explanation=Explanation(summary="commission", formula="net * 3%", inputs={"net": 3333}),
-        program_id=PROGRAM, program_version=1, rule_id="per-sale",
-    )
-    fields.update(changes)
-    if "postings" not in fields:
-        fields["postings"] = (Posting(program_expense(PROGRAM), "EUR", -amount),
-                              Posting(f"partner:{partner_id}:pending", "EUR", amount))
-    return Draft(**fields)
-
 
 # --- properties -----------------------------------------------------------------------------
 
@@ -488,80 +394,7 @@ def test_canonical_bytes_are_compact_json() -> None:
     assert text == json.dumps(json.loads(text), ensure_ascii=False, separators=(",", ":"))
 
 
-# --- balances -------------------------------------------------------------------------------
-
-
-def _move(n: int, kind: RecordKind, source: str, target: str, asset: str, amount: int,
-          day: int, recorded_day: int | None = None) -> Draft:
-    return make_draft(n, kind=kind, occurred_at=T0 + timedelta(days=day),
-                      recorded_at=T0 + timedelta(days=recorded_day or day),
-                      postings=(Posting(source, asset, -amount), Posting(target, asset, amount)))
-
-
-def _lifecycle() -> list[Record]:
-    """Earned on day 1, released on day 10, paid on day 20; points for day 2 recorded late."""
-    pending, available = partner_pending("P-1"), partner_available("P-1")
-    records, _ = append(empty_head("P-1"), [
-        _move(1, RecordKind.ACCRUAL, program_expense(PROGRAM), pending, "EUR", 500, 1),
-        _move(2, RecordKind.HOLD_RELEASE, pending, available, "EUR", 500, 10),
-        _move(3, RecordKind.PAYOUT, available, PAYOUT_CLEARING, "EUR", 500, 20),
-        _move(4, RecordKind.ACCRUAL, program_expense(PROGRAM), available, points(PROGRAM), 70,
-              2, recorded_day=30),
-    ])
-    return records
-
-
-def test_balances_as_of_an_event_time() -> None:
-    """The balance of any account at any moment is folded from the ledger."""
-    records = _lifecycle()
-    pending, available = partner_pending("P-1"), partner_available("P-1")
-
-    def day(n: int) -> datetime:
-        return T0 + timedelta(days=n)
-
-    assert fold(records, as_of=day(0)) == {}
-    on_5 = fold(records, as_of=day(5))
-    assert balance(on_5, pending, "EUR") == 500 and balance(on_5, available, "EUR") == 0
-    assert balance(on_5, available, points(PROGRAM)) == 70
-    assert balance(on_5, program_expense(PROGRAM), "EUR") == -500
-    on_15 = fold(records, as_of=day(15))
-    assert (balance(on_15, pending, "EUR"), balance(on_15, available, "EUR")) == (0, 500)
-    on_25 = fold(records, as_of=day(25))
-    assert account_balances(on_25, "partner:P-1:") == {(available, points(PROGRAM)): 70}
-    assert balance(on_25, PAYOUT_CLEARING, "EUR") == 500
-    # What the ledger said on day 25: the late points were not recorded yet.
-    assert account_balances(fold(records, as_of=day(25), known_at=day(25)), "partner:") == {}
-
-
-def test_as_of_includes_the_exact_moment() -> None:
-    """A record that occurred exactly at the as-of moment counts."""
-    records = _lifecycle()
-    assert balance(fold(records, as_of=records[0].occurred_at), partner_pending("P-1"),
-                   "EUR") == 500
-
-
-def test_posting_rows_follow_the_table_columns() -> None:
-    """The store copies these tuples straight into ledger_postings."""
-    records = _lifecycle()[:1]
-    assert posting_rows(records) == [
-        PostingRow(records[0].record_id, 0, program_expense(PROGRAM), "EUR", -500),
-        PostingRow(records[0].record_id, 1, partner_pending("P-1"), "EUR", 500),
-    ]
-
-
-@given(draft_lists)
-def test_the_whole_ledger_sums_to_zero_per_asset(batch: list[Draft]) -> None:
-    """Double entry: over all accounts each asset nets to zero, in any fold order."""
-    records, _ = append(empty_head("P-1"), batch)
-    balances = fold(records)
-    totals: dict[str, int] = {}
-    for (_, asset), amount in balances.items():
-        totals[asset] = totals.get(asset, 0) + amount
-    assert set(totals.values()) <= {0}
-    incremental: dict[tuple[str, str], int] = {}
-    for record in reversed(records):
-        fold_postings(dated_postings([record]), into=incremental)
-    assert incremental == balances
+# --- decoding ---------------------------------------------------------------------------------
 
 
 def test_decoding_an_invalid_draft_reports_the_path() -> None:
