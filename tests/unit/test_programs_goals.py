@@ -2,28 +2,9 @@
 satisfaction eligibility, day windows and categories: each mistake a program author can
 make is one finding that names the line, the path and what was expected."""
 
-import pytest
+from program_support import HEADER, problems_of
 
-from schemas.program_loader import ProgramError, parse_program
-
-# Nine lines, so the first rule starts on line 10 in every case below.
-HEADER = """\
-program_id: demo
-version: 1
-name: Demo
-currency: EUR
-effective_from: 2026-01-01
-effective_to: 2026-12-31
-period: quarter
-categories: [hardware, software]
-rules:
-"""
-
-
-def problems_of(text: str) -> list[str]:
-    with pytest.raises(ProgramError) as caught:
-        parse_program(text.encode(), "demo.yaml")
-    return [str(problem) for problem in caught.value.problems]
+from schemas.program_loader import parse_program
 
 
 def test_attainment_bands_must_pay_something_and_an_excess_needs_money() -> None:
