@@ -31,7 +31,7 @@ _REPLAYED = re.compile(r"replayed ([\d,]+) inputs into ([\d,]+) records in ([\d.
                        r"the ledger holds ([\d,]+): (\S+)")
 _VERIFIED = re.compile(r"verified ([\d,]+) records of ([\d,]+) partners against .* in "
                        r"([\d.]+)s \(([\d,]+) records/s\): (.+)")
-_REBUILT = re.compile(r"projections rebuilt from the ledger: ([\d,]+) balance rows")
+_REBUILT = re.compile(r"projections rebuilt from the ledger: .*; [\d,]+ rows differed")
 
 
 @dataclass(frozen=True, slots=True)
