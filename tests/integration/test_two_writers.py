@@ -148,7 +148,7 @@ async def test_two_writers_from_empty_tables_give_the_ledger_of_one(settings: Se
     assert len(rows) >= PARTNERS * SALES  # each sale pays at least one record
     heads = {r["partner_id"]: (r["seq"], bytes(r["hash"])) for r in rows}
     assert heads == {p: (h.seq, h.hash) for p, h in expected.heads.items()}
-    spend = await fetch(settings, "SELECT program_id, version, spent FROM program_spend")
+    spend = await fetch(settings, "SELECT program_id, version, spent FROM program_spend_totals")
     assert {(r["program_id"], r["version"]): int(r["spent"]) for r in spend} == expected.budgets
     assert sum(expected.budgets.values()) > 0
 
@@ -174,7 +174,7 @@ async def test_the_writers_rows_are_the_same_over_many_rounds(settings: Settings
     assert {r["partner_id"]: r["seq"] for r in rows} == {
         p: h.seq for p, h in expected.heads.items()}
     assert len(rows) == PARTNERS * rounds
-    spend = await fetch(settings, "SELECT program_id, version, spent FROM program_spend")
+    spend = await fetch(settings, "SELECT program_id, version, spent FROM program_spend_totals")
     assert {(r["program_id"], r["version"]): int(r["spent"]) for r in spend} == expected.budgets
 
 
