@@ -114,7 +114,8 @@ async def hold_writers(conn: asyncpg.Connection, *, exclusive: bool) -> None:
     batch may hold arrival numbers below the close's and commit after it, or above and
     before. The lock is taken before arrival numbers are drawn and held until commit, so
     the exclusive batch waits for every batch that drew numbers before it, and every batch
-    that comes later draws numbers after it.
+    that comes later draws numbers after it. Program budgets need no lock here: each
+    partition spends its own lease (``processors.engine.leases``).
     """
     if exclusive:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", WRITERS_LOCK_KEY)
