@@ -15,12 +15,17 @@ was; the replay names the record and what of it differs from what the inputs giv
 Program versions: an input is replayed with the versions published before it was received
 (``program_versions.published_at`` <= ``inbox.received_at``), the versions the worker
 loaded for its batch.
+
+Budgets: an input spends its source partition's budget lease, and the grants the writer
+recorded (``budget_grants``) are applied where it applied them, just before the input with
+their arrival number (``processors.engine.leases``); so a replay cuts the awards it cut.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -29,8 +34,9 @@ import msgspec
 
 from ledger import program_store
 from ledger.core import Record, explanation_json, record_hash
-from ledger.store import stream_records
+from ledger.store import budgets, stream_records
 from processors.engine import CompiledProgram, compile_program
+from processors.engine.leases import Grant, Lane, Recorded
 from processors.engine.runner import Books, run
 from schemas.streams import ANY, Message
 
@@ -75,25 +81,32 @@ async def replay(conn: asyncpg.Connection) -> ReplayReport:
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         versions = sorted(await program_store.fetch_all(conn), key=lambda s: s.published_at)
         compiled = [(s.published_at, compile_program(s.load().program)) for s in versions]
+        grants = await stored_grants(conn)
         books = Books()
         produced: list[Sealed] = []
-        chunk: list[Message] = []
+        chunk: list[Message | Grant] = []
+        lanes: list[Lane | None] = []
         programs: list[CompiledProgram] = []
 
         def flush() -> None:
-            outcome = run(chunk, books, programs)
+            outcome = run(chunk, books, programs, lanes)
             produced.extend(_sealed(r, stored=False) for r in outcome.records)
-            report.inputs += len(chunk)
+            report.inputs += sum(not isinstance(c, Grant) for c in chunk)
             chunk.clear()
+            lanes.clear()
 
-        query = "SELECT body, received_at FROM inbox ORDER BY arrival_seq"
-        async for row in conn.cursor(query, prefetch=CHUNK):
+        async for row in conn.cursor(INPUTS, prefetch=CHUNK):
             known = [c for at, c in compiled if at <= row["received_at"]]
             if len(known) != len(programs) or len(chunk) >= CHUNK:
                 flush()
                 programs = known
+            for grant in grants.due(row["arrival_seq"]):
+                chunk.append(grant)
+                lanes.append(grant.lane)
             chunk.append(ANY.decode(bytes(row["body"])))
+            lanes.append((row["topic"], row["partition"]))
         flush()
+        grants.finish()
 
         produced.sort()
         report.replayed = len(produced)
@@ -103,6 +116,35 @@ async def replay(conn: asyncpg.Connection) -> ReplayReport:
         report.stored = len(stored)
     _compare(produced, stored, report)
     return report
+
+
+# The stored inputs in the order the writer applied them, with their source partitions.
+INPUTS = "SELECT body, received_at, arrival_seq, topic, partition FROM inbox ORDER BY arrival_seq"
+
+
+async def stored_grants(conn: asyncpg.Connection) -> Recorded:
+    """The budget grants the writers recorded, to hand out in arrival order."""
+    return Recorded(
+        (r.before_seq, Grant(program_id=r.program_id, version=r.version, topic=r.topic,
+                             partition=r.partition, amount=r.amount))
+        for r in await budgets.grants(conn)
+    )
+
+
+def with_grants(
+    rows: Iterable[asyncpg.Record], grants: Recorded
+) -> tuple[list[Message | Grant], list[Lane | None]]:
+    """The runner's inputs and lanes for rows of ``INPUTS``, the grants in their places."""
+    items: list[Message | Grant] = []
+    lanes: list[Lane | None] = []
+    for row in rows:
+        for grant in grants.due(row["arrival_seq"]):
+            items.append(grant)
+            lanes.append(grant.lane)
+        items.append(ANY.decode(bytes(row["body"])))
+        lanes.append((row["topic"], row["partition"]))
+    grants.finish()
+    return items, lanes
 
 
 def _sealed(record: Record, *, stored: bool) -> Sealed:

@@ -16,7 +16,7 @@ from typing import Literal
 import asyncpg
 import msgspec
 
-from ledger.store import partners
+from ledger.store import budgets
 from schemas.program_loader import LoadedProgram, parse_program
 
 
@@ -72,7 +72,7 @@ async def publish(
             program.effective_to,
             published_by,
         )
-        await partners.ensure_spend(conn, [(program.program_id, program.version)])
+        await budgets.ensure(conn, [(program.program_id, program.version)])
     return "published"
 
 

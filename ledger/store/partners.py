@@ -1,9 +1,9 @@
-"""The writer's side tables, beside the chain heads: partner state, orders and program spend.
+"""The writer's side tables, beside the chain heads: partner state and orders.
 
 Every SQL statement on ``partner_state`` (besides the chain-head compare-and-set of
-``ledger.store.write``, the same table's other columns), ``partner_orders`` and
-``program_spend`` lives here; the ledger stage of a batch (processors/writer/ledger.py)
-calls these functions inside its transaction. None commits.
+``ledger.store.write``, the same table's other columns) and ``partner_orders`` lives here
+(program budgets: ``ledger.store.budgets``); the ledger stage of a batch
+(processors/writer/ledger.py) calls these functions inside its transaction. None commits.
 
 The engine's state and orders arrive and leave as their JSON text: this module stores what
 the engine encodes and never looks inside it (the engine's storage shape is the engine's;
@@ -57,16 +57,6 @@ UPDATE partner_state s SET state = u.state::jsonb, next_due_at = u.next_due_at,
                            updated_at = now()
 FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(partner_id, state, next_due_at)
 WHERE s.partner_id = u.partner_id
-"""
-_ENSURE_SPEND = """
-INSERT INTO program_spend (program_id, version, spent)
-SELECT p, v, 0 FROM unnest($1::text[], $2::int[]) AS u(p, v) ORDER BY 1, 2
-ON CONFLICT (program_id, version) DO NOTHING
-"""
-_LOCK_SPEND = "SELECT program_id, version, spent FROM program_spend ORDER BY 1, 2 FOR UPDATE"
-_SAVE_SPEND = """
-INSERT INTO program_spend (program_id, version, spent) VALUES ($1, $2, $3)
-ON CONFLICT (program_id, version) DO UPDATE SET spent = EXCLUDED.spent
 """
 _STORED_STATES = "SELECT state FROM partner_state WHERE state <> '{}'::jsonb ORDER BY partner_id"
 
@@ -149,31 +139,6 @@ async def save_states(
 ) -> None:
     """Store each partner's engine state (JSON, orders apart) and when it next has work due."""
     await conn.execute(_SAVE_STATES, list(partner_ids), list(states), list(next_due))
-
-
-async def ensure_spend(conn: asyncpg.Connection, versions: Sequence[tuple[str, int]]) -> None:
-    """Make the spend rows (at 0) of these program versions where missing: a version's row
-    exists from its publication on (``ledger.program_store.publish``; migration 0015 for
-    versions published before), so that ``lock_spend`` covers its first spend too."""
-    keys = sorted(versions)
-    await conn.execute(_ENSURE_SPEND, [k for k, _ in keys], [v for _, v in keys])
-
-
-async def lock_spend(conn: asyncpg.Connection) -> dict[tuple[str, int], int]:
-    """Every program version's spend so far, locked in key order until the transaction
-    ends. The batch takes it before it draws its inbox arrival numbers
-    (``processors.intake.store.hold_writers``), so that batches spend in the order a replay
-    applies them; the ledger stage takes it again (already held) to read the spend."""
-    return {
-        (r["program_id"], r["version"]): int(r["spent"])  # numeric
-        for r in await conn.fetch(_LOCK_SPEND)
-    }
-
-
-async def save_spend(conn: asyncpg.Connection, changed: Sequence[tuple[str, int, int]]) -> None:
-    """Store the new spend of these (program_id, version, spent), in the order given."""
-    if changed:
-        await conn.executemany(_SAVE_SPEND, list(changed))
 
 
 async def stored_states(conn: asyncpg.Connection) -> list[str]:

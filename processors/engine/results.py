@@ -48,8 +48,12 @@ class Refusal(msgspec.Struct, frozen=True, kw_only=True):
 class Result(msgspec.Struct, frozen=True, kw_only=True):
     """Drafts to append to the partner's chain, and the state to store with them.
 
-    A refused input has no drafts and the state it was given (unchanged)."""
+    A refused input has no drafts and the state it was given (unchanged). ``short_of``
+    names the program versions (id, version) whose budget left, as given, cut an award of
+    this input: the writer, which gives a budget lease as the budget left, then knows that
+    the lease was too short (``processors.engine.leases``)."""
 
     drafts: list[Draft]
     state: PartnerState
     refusal: Refusal | None = None
+    short_of: frozenset[tuple[str, int]] = frozenset()

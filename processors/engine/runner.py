@@ -11,11 +11,17 @@ every chain whether the ledger is built live or replayed: before a partner's eve
 applied, the holds that ended and the lots that lapsed by that event's ``occurred_at`` are
 posted (``engine.due``); an ``AdvanceClock`` does the same for every partner with work due
 by its time (``engine.next_due``), and a period close for every partner as of the close.
+
+Budgets: a message of a lane (its source partition) spends its lane's budget lease, a
+period close or clock advance the program's pool, and ``Grant`` inputs move budget into a
+lease (``processors.engine.leases``). Without lanes every message spends the pool, which is
+the whole budget spent in input order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import repeat
 
 import msgspec
 
@@ -31,6 +37,7 @@ from processors.engine import (
     next_due,
     spend_of,
 )
+from processors.engine.leases import Grant, GrantRequest, Lane, ProgramKey, Spend
 from schemas.commands import AdvanceClock, ClosePeriod
 from schemas.streams import Message
 
@@ -39,13 +46,19 @@ class Books(msgspec.Struct, kw_only=True):
     """What the runner reads and updates: partner states, chain heads and program spend.
 
     The caller loads the partners its inputs concern (every partner when a period close is
-    among them; every partner with work due by then for an ``AdvanceClock``) and writes
-    back those in ``touched``.
+    among them; every partner with work due by then for an ``AdvanceClock``) and the
+    leases of its inputs' lanes (every lease when a period close is among them), and writes
+    back those in ``touched`` and what changed of the spend.
     """
 
     states: dict[str, PartnerState] = msgspec.field(default_factory=dict)
     heads: dict[str, ChainHead] = msgspec.field(default_factory=dict)
-    budgets: dict[tuple[str, int], int] = msgspec.field(default_factory=dict)
+    spend: Spend = msgspec.field(default_factory=Spend)
+
+    @property
+    def budgets(self) -> dict[ProgramKey, int]:
+        """Spend so far per program version that spent: its pool's and leases' together."""
+        return self.spend.totals()
 
 
 class Refused(msgspec.Struct, frozen=True, kw_only=True):
@@ -57,22 +70,47 @@ class Outcome(msgspec.Struct, kw_only=True):
     records: list[Record] = msgspec.field(default_factory=list)
     refused: list[Refused] = msgspec.field(default_factory=list)
     touched: set[str] = msgspec.field(default_factory=set)
+    # (program version, lane) -> the index among the inputs of the first message whose
+    # award that lane's lease was too short for, and what was unleased then.
+    short: dict[tuple[ProgramKey, Lane], tuple[int, int]] = msgspec.field(default_factory=dict)
+    # The grants the requests among the inputs got: (index of the request, grant).
+    grants: list[tuple[int, Grant]] = msgspec.field(default_factory=list)
 
 
-def run(inputs: Iterable[Message], books: Books, programs: Sequence[CompiledProgram]) -> Outcome:
+def run(
+    inputs: Iterable[Message | Grant | GrantRequest],
+    books: Books,
+    programs: Sequence[CompiledProgram],
+    lanes: Iterable[Lane | None] | None = None,
+) -> Outcome:
+    """Apply ``inputs`` in order; ``lanes`` (one per input, None: of no lane) says whose
+    budget lease each spends. Without lanes, every input spends the pool."""
     outcome = Outcome()
-    for message in inputs:
-        if isinstance(message, ClosePeriod):
+    books.spend.know({p.key: p.program.budget for p in programs})
+    paired = zip(inputs, repeat(None)) if lanes is None else zip(inputs, lanes, strict=True)
+    for index, (message, lane) in enumerate(paired):
+        if isinstance(message, Grant):
+            books.spend.grant(message)
+        elif isinstance(message, GrantRequest):
+            grant = books.spend.answer(message)
+            if grant is not None:
+                outcome.grants.append((index, grant))
+        elif isinstance(message, ClosePeriod):
             _close(message, books, programs, outcome)
         elif isinstance(message, AdvanceClock):
             _advance(message, books, programs, outcome)
         else:
-            _apply(message, books, programs, outcome)
+            _apply(message, lane, index, books, programs, outcome)
     return outcome
 
 
 def _apply(
-    message: Message, books: Books, programs: Sequence[CompiledProgram], outcome: Outcome
+    message: Message,
+    lane: Lane | None,
+    index: int,
+    books: Books,
+    programs: Sequence[CompiledProgram],
+    outcome: Outcome,
 ) -> None:
     pid = message.partner_id
     state = books.states.get(pid) or new_state(pid)
@@ -82,12 +120,15 @@ def _apply(
         timed.state,
         message,  # type: ignore[arg-type]  # run() sends the all-partner commands elsewhere
         programs,
-        budgets=books.budgets,
+        budgets=books.spend.view(lane),
         owned=True,
     )
     if result.refusal is not None:
         outcome.refused.append(Refused(message=message, refusal=result.refusal))
-    _post(pid, [*timed.drafts, *result.drafts], result.state, books, programs, outcome)
+    if lane is not None:
+        for key in result.short_of:
+            outcome.short.setdefault((key, lane), (index, books.spend.unleased(key) or 0))
+    _post(pid, [*timed.drafts, *result.drafts], result.state, books, programs, outcome, lane)
 
 
 def _advance(
@@ -102,7 +143,7 @@ def _advance(
         when = next_due(books.states[pid])
         if when is not None and when <= message.occurred_at:
             timed = due(books.states[pid], message.occurred_at, owned=True)
-            _post(pid, timed.drafts, timed.state, books, programs, outcome)
+            _post(pid, timed.drafts, timed.state, books, programs, outcome, None)
 
 
 def _close(
@@ -113,14 +154,18 @@ def _close(
 ) -> None:
     for pid in sorted(books.states):
         timed = due(books.states[pid], message.occurred_at, owned=True)
-        _post(pid, timed.drafts, timed.state, books, programs, outcome)
-    for program in sorted(programs, key=lambda p: (p.program_id, p.version)):
-        if message.program_id is not None and program.program_id != message.program_id:
-            continue
-        result = close_period(message.period, program, books.states, budgets=books.budgets,
-                              owned=True)
+        _post(pid, timed.drafts, timed.state, books, programs, outcome, None)
+    closing = sorted((p for p in programs
+                      if message.program_id is None or p.program_id == message.program_id),
+                     key=lambda p: p.key)  # fmt: skip
+    # What the leases hold goes back, so the close's awards see the whole budget left.
+    books.spend.reclaim(p.key for p in closing)
+    for program in closing:
+        result = close_period(message.period, program, books.states,
+                              budgets=books.spend.view(None), owned=True)
         for pid in sorted(result.states):
-            _post(pid, result.drafts.get(pid, []), result.states[pid], books, programs, outcome)
+            _post(pid, result.drafts.get(pid, []), result.states[pid], books, programs,
+                  outcome, None)
 
 
 def _post(
@@ -130,6 +175,7 @@ def _post(
     books: Books,
     programs: Sequence[CompiledProgram],
     outcome: Outcome,
+    lane: Lane | None,
 ) -> None:
     books.states[pid] = state
     outcome.touched.add(pid)
@@ -138,7 +184,6 @@ def _post(
     for program in programs:
         spent = spend_of(drafts, program)
         if spent:
-            key = (program.program_id, program.version)
-            books.budgets[key] = books.budgets.get(key, 0) + spent
+            books.spend.add(program.key, lane, spent)
     records, books.heads[pid] = append(books.heads.get(pid) or empty_head(pid), drafts)
     outcome.records.extend(records)

@@ -12,7 +12,6 @@ from typing import Any
 
 import asyncpg
 
-from ledger.store import partners
 from processors.intake.orders import LineKey, OrderKey, OrderLine
 from processors.intake.types import Known, ParkedRow, Resolution
 
@@ -115,17 +114,13 @@ async def hold_writers(conn: asyncpg.Connection, *, exclusive: bool) -> None:
     batch may hold arrival numbers below the close's and commit after it, or above and
     before. The lock is taken before arrival numbers are drawn and held until commit, so
     the exclusive batch waits for every batch that drew numbers before it, and every batch
-    that comes later draws numbers after it.
+    that comes later draws numbers after it. Program budgets need no lock here: each
+    partition spends its own lease (``processors.engine.leases``).
     """
     if exclusive:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", WRITERS_LOCK_KEY)
     else:
         await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", WRITERS_LOCK_KEY)
-    # The budgets too: batches of different partitions spend the same program budgets, and
-    # where a budget runs out the order in which they spend decides which award is cut.
-    # Taken before arrival numbers are drawn, that order is the inbox's, the order in which
-    # a replay spends.
-    await partners.lock_spend(conn)
 
 
 async def arrival_seqs(conn: asyncpg.Connection, count: int) -> list[int]:

@@ -30,7 +30,9 @@ import msgspec
 import projections
 from ledger import program_store
 from ledger.store import append
+from ledger.store import budgets as budget_store
 from ledger.store import partners as partner_store
+from ledger.store.budgets import GrantRow, LeaseRow, PoolRow
 from processors.engine import (
     CompiledProgram,
     PartnerState,
@@ -41,6 +43,7 @@ from processors.engine import (
     encode_state,
     next_due,
 )
+from processors.engine.leases import Grant, GrantRequest, Lane, Lease, Pool, ProgramKey, Spend
 from processors.engine.runner import Books, Outcome, run
 from processors.intake.batch import Accepted
 from processors.outbox import projection_feed, refusals
@@ -100,29 +103,95 @@ async def write(
     accepted: Sequence[Accepted] = (),
 ) -> Outcome:
     """Apply accepted messages, in order, inside the caller's transaction; ``accepted``
-    (the same messages with where they came from) feeds the freshness projection."""
+    (the same messages with where they came from) gives each its lane, the budget lease
+    it spends, and feeds the freshness projection. Without it, every message spends the
+    programs' pools, whose rows are then locked."""
     assert conn.is_in_transaction(), "the ledger stage runs in the batch's transaction"
     if not messages:
         return Outcome()
-    books = await _load(conn, messages)
-    budgets_before = dict(books.budgets)
-    outcome = run(messages, books, programs)
+    lanes: list[Lane | None] = (
+        [(a.topic, a.partition) for a in accepted] if accepted else [None] * len(messages))
+    seqs = [a.arrival_seq for a in accepted] if accepted else list(range(len(messages)))
+    pools_locked = not accepted or any(isinstance(m, ALL_PARTNER_COMMANDS) for m in messages)
+    asks: dict[tuple[int, ProgramKey, Lane], int] = {}  # (message index, key, lane) -> round
+    while True:
+        books = await _load(conn, messages, lanes, lock_pools=pools_locked)
+        before = _spend_rows(books.spend)
+        inputs, input_lanes, index_of = _with_asks(messages, lanes, asks)
+        outcome = run(inputs, books, programs, input_lanes)
+        more = _more_asks(outcome, index_of, asks)
+        if not more:
+            break
+        # A lease was short while something was unleased: grant from the pools, locked
+        # (after the partner rows, like every batch that takes them), and run again.
+        if not pools_locked:
+            await budget_store.lock_pools(conn)
+            pools_locked = True
+        asks.update(more)
     await append(conn, outcome.records)
     await projections.apply(
         conn, projection_feed.batch(messages, outcome, books.states, programs, accepted))
-    await _save(conn, books, outcome, budgets_before)
+    await _save(conn, books, outcome)
+    await _save_spend(conn, books.spend, before, pools_locked,
+                      [(seqs[index_of[i]], g) for i, g in outcome.grants])
     return outcome
 
 
-async def _load(conn: asyncpg.Connection, messages: Sequence[Message]) -> Books:
+def _with_asks(
+    messages: Sequence[Message],
+    lanes: Sequence[Lane | None],
+    asks: dict[tuple[int, ProgramKey, Lane], int],
+) -> tuple[list[Message | GrantRequest], list[Lane | None], list[int]]:
+    """The runner's inputs: the messages, each ask just before the message it is for; the
+    lane of each input; and for each input the index of its message."""
+    before: dict[int, list[GrantRequest]] = {}
+    for (index, (program_id, version), (topic, partition)), round_ in sorted(asks.items()):
+        before.setdefault(index, []).append(GrantRequest(
+            program_id=program_id, version=version, topic=topic, partition=partition,
+            round=round_))  # fmt: skip
+    inputs: list[Message | GrantRequest] = []
+    input_lanes: list[Lane | None] = []
+    index_of: list[int] = []
+    for index, (message, lane) in enumerate(zip(messages, lanes, strict=True)):
+        for ask in before.get(index, ()):
+            inputs.append(ask)
+            input_lanes.append((ask.topic, ask.partition))
+            index_of.append(index)
+        inputs.append(message)
+        input_lanes.append(lane)
+        index_of.append(index)
+    return inputs, input_lanes, index_of
+
+
+def _more_asks(
+    outcome: Outcome, index_of: list[int], asks: dict[tuple[int, ProgramKey, Lane], int]
+) -> dict[tuple[int, ProgramKey, Lane], int]:
+    """Asks for the leases the run found short while something was unleased: before the
+    first message each was short for, one round more if it was asked for there already."""
+    more = {}
+    for (key, lane), (at, unleased) in outcome.short.items():
+        if unleased > 0:
+            ask = (index_of[at], key, lane)
+            more[ask] = asks[ask] + 1 if ask in asks else 0
+    return more
+
+
+async def _load(
+    conn: asyncpg.Connection,
+    messages: Sequence[Message],
+    lanes: Sequence[Lane | None],
+    *,
+    lock_pools: bool,
+) -> Books:
     """Lock and load what the messages concern: their partners; every partner for a period
-    close; for a clock advance also every partner with work due by then; then the spend of
-    every program version (``ledger.store.partners.lock_spend``)."""
+    close; for a clock advance also every partner with work due by then; then the leases
+    of their lanes (every lease for a period close, which takes back what they hold) and
+    the programs' pools (``ledger.store.budgets``)."""
     partners = sorted({m.partner_id for m in messages if not isinstance(m, ALL_PARTNER_COMMANDS)})
     advances = [m.occurred_at for m in messages if isinstance(m, AdvanceClock)]
+    closing = any(isinstance(m, ClosePeriod) for m in messages)
     locked = await partner_store.lock_partners(
-        conn, partners, every_partner=any(isinstance(m, ClosePeriod) for m in messages),
-        due_by=max(advances, default=None),
+        conn, partners, every_partner=closing, due_by=max(advances, default=None),
     )  # fmt: skip
     books = Books()
     for row in locked:
@@ -138,16 +207,40 @@ async def _load(conn: asyncpg.Connection, messages: Sequence[Message]) -> Books:
         state = books.states.get(order.partner_id)
         if state is not None:  # an order is only ever written with its partner's state
             state.orders.setdefault(order.order_id, decode_order(order.state))
-    books.budgets.update(await partner_store.lock_spend(conn))
+    pools, leases = await budget_store.load(
+        conn, None if closing else [lane for lane in lanes if lane is not None],
+        lock=lock_pools)  # fmt: skip
+    books.spend.pools = {k: Pool(spent=r.spent, leased=r.leased) for k, r in pools.items()}
+    books.spend.leases = {k: Lease(left=r.left, spent=r.spent) for k, r in leases.items()}
     return books
 
 
-async def _save(
+_SpendRows = tuple[dict[ProgramKey, PoolRow], dict[tuple[ProgramKey, Lane], LeaseRow]]
+
+
+def _spend_rows(spend: Spend) -> _SpendRows:
+    return ({k: PoolRow(p.spent, p.leased) for k, p in spend.pools.items()},
+            {k: LeaseRow(lease.left, lease.spent) for k, lease in spend.leases.items()})
+
+
+async def _save_spend(
     conn: asyncpg.Connection,
-    books: Books,
-    outcome: Outcome,
-    budgets_before: dict[tuple[str, int], int],
+    spend: Spend,
+    before: _SpendRows,
+    pools_locked: bool,
+    grants: list[tuple[int, Grant]],
 ) -> None:
+    pools, leases = _spend_rows(spend)
+    changed_pools = [(k, r) for k, r in pools.items() if before[0].get(k) != r]
+    assert pools_locked or not changed_pools, "a pool changed without its row locked"
+    await budget_store.save(
+        conn, changed_pools, [(k, r) for k, r in leases.items() if before[1].get(k) != r],
+        [GrantRow(seq, g.program_id, g.version, g.topic, g.partition, g.amount)
+         for seq, g in grants],
+    )  # fmt: skip
+
+
+async def _save(conn: asyncpg.Connection, books: Books, outcome: Outcome) -> None:
     touched = sorted(outcome.touched)
     states = [books.states[p] for p in touched]
     # The orders the batch read or made (changed or not), then the state without them.
@@ -164,9 +257,6 @@ async def _save(
         [encode_state(msgspec.structs.replace(s, orders={})).decode() for s in states],
         [next_due(s) for s in states],
     )
-    # In key order, like every lock this stage takes, so two writers cannot deadlock.
-    changed = sorted((k, v) for k, v in books.budgets.items() if budgets_before.get(k) != v)
-    await partner_store.save_spend(conn, [(pid, v, spent) for (pid, v), spent in changed])
     await refusals.record(conn, [
         refusals.Refusal(r.message.event_id, r.message.partner_id, type(r.message).__name__,
                          r.refusal.code.value, r.refusal.path, r.refusal.message,

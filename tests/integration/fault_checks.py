@@ -26,12 +26,13 @@ from fault_run import EXAMPLE, Coordinates, FaultRun, Tally, end_total
 from fault_traffic import COPIES, EVENTS_VARIABLE, SEED
 from ingest_support import admin, run_cli
 
+from audit import replay
 from ledger.store import verify_ledger
 from processors.engine import compile_program
 from processors.engine.runner import Books, run
 from schemas.program_loader import load_program
 from schemas.settings import Settings
-from schemas.streams import ANY, CLOCK
+from schemas.streams import CLOCK
 
 TIMER_COMMANDS = {"ClosePeriod", "AdvanceClock"}
 
@@ -255,7 +256,8 @@ async def assert_reference_ledger(settings: Settings) -> int:
     heads; and the audit finds nothing. Returns the number of records."""
     conn = await asyncpg.connect(admin(settings))
     try:
-        bodies = await conn.fetch("SELECT body FROM inbox ORDER BY arrival_seq")
+        inputs = await conn.fetch(replay.INPUTS)
+        grants = await replay.stored_grants(conn)
         stored = await conn.fetch(
             "SELECT record_id, partner_id, seq, hash FROM ledger_records ORDER BY partner_id, seq"
         )
@@ -263,12 +265,10 @@ async def assert_reference_ledger(settings: Settings) -> int:
         report = await verify_ledger(conn)
     finally:
         await conn.close()
+    # The inputs with the budget grants the writers recorded, where they applied them.
+    items, lanes = replay.with_grants(inputs, grants)
     reference = Books()
-    expected = run(
-        [ANY.decode(bytes(r["body"])) for r in bodies],
-        reference,
-        [compile_program(load_program(EXAMPLE).program)],
-    )
+    expected = run(items, reference, [compile_program(load_program(EXAMPLE).program)], lanes)
     assert [
         (r.record_id, r.partner_id, r.seq, r.hash)
         for r in sorted(expected.records, key=lambda r: (r.partner_id, r.seq))

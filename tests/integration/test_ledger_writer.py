@@ -55,7 +55,7 @@ async def test_batches_in_postgres_equal_the_offline_reference(settings: Setting
             for r in await conn.fetch("SELECT * FROM partner_state WHERE head_seq > 0")
         }
         count = await conn.fetchval("SELECT count(*) FROM ledger_records")
-        spend = await conn.fetch("SELECT program_id, version, spent FROM program_spend")
+        spend = await conn.fetch("SELECT program_id, version, spent FROM program_spend_totals")
     finally:
         await conn.close()
     auditor = await asyncpg.connect(settings.pg_dsn("auditor"))

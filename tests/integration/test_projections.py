@@ -104,7 +104,7 @@ async def test_batches_keep_every_projection_equal_to_a_fold_of_the_ledger(
         """SELECT sum(awarded - returned) FILTER (WHERE asset = 'EUR') + sum(budget_cost)
            FROM partner_spend WHERE program_id = 'northwind-emea'""")
     assert spent == await conn.fetchval(
-        "SELECT spent FROM program_spend WHERE program_id = 'northwind-emea'")
+        "SELECT spent FROM program_spend_totals WHERE program_id = 'northwind-emea'")
 
 
 async def test_check_names_a_tampered_row_and_rebuild_repairs_it(

@@ -24,6 +24,7 @@ import asyncpg
 import msgspec
 from ingest_support import as_bytes, fetch, registration, sale, seed_ids, survey
 
+from audit.replay import replay
 from ledger import program_store
 from processors.engine import compile_program
 from processors.engine.runner import Books, run
@@ -41,6 +42,7 @@ STREAMS = ("sales", "surveys", "partners")
 PARTNERS = 16
 SALES = 12
 BATCH = 6
+SMALL_BUDGET = 120_000  # EUR 1,200.00: a fraction of what the traffic would earn
 
 
 def _traffic(partner: str) -> list[tuple[str, dict[str, Any]]]:
@@ -102,9 +104,9 @@ class Writer:
 
 
 @contextlib.asynccontextmanager
-async def _pools(settings: Settings) -> AsyncIterator[list[asyncpg.Pool]]:
+async def _pools(settings: Settings, program: Path = EXAMPLE) -> AsyncIterator[list[asyncpg.Pool]]:
     conn = await asyncpg.connect(settings.pg_dsn("owner"))
-    await program_store.publish(conn, load_program(EXAMPLE), published_by="test")
+    await program_store.publish(conn, load_program(program), published_by="test")
     await conn.close()
     pools = [await asyncpg.create_pool(settings.pg_dsn("writer"), min_size=1, max_size=2)
              for _ in range(2)]
@@ -148,7 +150,7 @@ async def test_two_writers_from_empty_tables_give_the_ledger_of_one(settings: Se
     assert len(rows) >= PARTNERS * SALES  # each sale pays at least one record
     heads = {r["partner_id"]: (r["seq"], bytes(r["hash"])) for r in rows}
     assert heads == {p: (h.seq, h.hash) for p, h in expected.heads.items()}
-    spend = await fetch(settings, "SELECT program_id, version, spent FROM program_spend")
+    spend = await fetch(settings, "SELECT program_id, version, spent FROM program_spend_totals")
     assert {(r["program_id"], r["version"]): int(r["spent"]) for r in spend} == expected.budgets
     assert sum(expected.budgets.values()) > 0
 
@@ -174,7 +176,7 @@ async def test_the_writers_rows_are_the_same_over_many_rounds(settings: Settings
     assert {r["partner_id"]: r["seq"] for r in rows} == {
         p: h.seq for p, h in expected.heads.items()}
     assert len(rows) == PARTNERS * rounds
-    spend = await fetch(settings, "SELECT program_id, version, spent FROM program_spend")
+    spend = await fetch(settings, "SELECT program_id, version, spent FROM program_spend_totals")
     assert {(r["program_id"], r["version"]): int(r["spent"]) for r in spend} == expected.budgets
 
 
@@ -186,3 +188,36 @@ def _renamed(message: SourceMessage, round_: int) -> SourceMessage:
         body["order_id"] = f"R{round_}-{body['order_id']}"
     return SourceMessage(message.topic, message.partition, message.offset + round_ * 1_000,
                          body["partner_id"].encode(), as_bytes(body))  # fmt: skip
+
+
+async def test_two_writers_share_a_budget_that_runs_out_and_the_replay_cuts_the_same(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A budget the traffic spends many times over: both writers' lanes take grants, the
+    last awards are cut, the spend ends at the budget and never above it, and the auditor's
+    replay, applying the recorded grants where the writers applied them, gives the ledger
+    record for record."""
+    seed_ids(31)
+    program = tmp_path / "small-budget.yaml"
+    text = EXAMPLE.read_text()
+    assert "budget: 300_000_000" in text
+    program.write_text(text.replace("budget: 300_000_000", f"budget: {SMALL_BUDGET}"))
+    batches = [_batches(settings, partition) for partition in (0, 1)]
+    async with _pools(settings, program) as pools:
+        writers = [Writer(settings, pool) for pool in pools]
+        await asyncio.gather(*(w.process(b) for w, b in zip(writers, batches, strict=True)))
+
+    spent = await fetch(settings, "SELECT spent FROM program_spend_totals")
+    assert [int(r["spent"]) for r in spent] == [SMALL_BUDGET]
+    grants = await fetch(settings, "SELECT topic, partition, amount FROM budget_grants")
+    assert {r["partition"] for r in grants} == {0, 1}
+    assert sum(int(r["amount"]) for r in grants) <= SMALL_BUDGET
+    cut = await fetch(settings, "SELECT count(*) AS n FROM ledger_records WHERE"
+                      " explanation::jsonb -> 'inputs' ? 'cut_by_budget'")
+    assert cut[0]["n"] > 0
+    auditor = await asyncpg.connect(settings.pg_dsn("auditor"))
+    try:
+        report = await replay(auditor)
+    finally:
+        await auditor.close()
+    assert report.ok and report.replayed == report.stored > 0, report.shown
