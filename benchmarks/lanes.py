@@ -41,7 +41,7 @@ ASSIGN_TIMEOUT_S = 120.0
 SETTLE_S = 1.0  # after the group is stable, before the upload starts
 STALL_MAX_S = 120.0  # no progress for this long fails the run
 PUBLISH_TIMEOUT_S = 600.0
-_ASSIGNED = re.compile(rb"assigned (\d+) source partitions")
+_ASSIGNED = re.compile(rb"assigned (\d+) source partitions \(partition numbers ([\d, ]+|none)\)")
 _PUBLISHED = re.compile(r"(\d+) sent, (\d+) rejected in ([\d.]+) s")
 # A worker with the timer off: the workload is exactly the file, run after run.
 NO_TIMER = {"INCENTIVES_AUTO_CLOSE": "false", "INCENTIVES_TIMER_INTERVAL_S": "0"}
@@ -68,6 +68,10 @@ class LaneRun:
     peak_rss_mib: float = 0.0
     publish: Published | None = None  # the upload, concurrent with the workers
     reconcile: str = ""  # reconcile's verdict line
+    # Of the source messages, the share the busiest worker consumed (its partitions'): the
+    # workers can go at most 1/busiest_share times as fast as one, since partners are never
+    # split between workers.
+    busiest_share: float = 1.0
 
     @property
     def per_second(self) -> float:
@@ -125,13 +129,17 @@ class Workers:
         deadline = time.monotonic() + ASSIGN_TIMEOUT_S
         while time.monotonic() < deadline:
             self.check()
-            latest = [_latest_assignment(log) for log in self.logs]
+            latest = [_latest_assignment(log)[0] for log in self.logs]
             if all(n > 0 for n in latest) and sum(latest) == partitions_total:
                 await asyncio.sleep(SETTLE_S)
                 return
             await asyncio.sleep(POLL_S * 4)
         raise BenchError(f"the workers' group was not stable within {ASSIGN_TIMEOUT_S:.0f} s:\n"
                          + "\n".join(f"--- {log}\n{_tail(log, 15)}" for log in self.logs))
+
+    def partition_numbers(self) -> list[frozenset[int]]:
+        """The partition numbers each worker logged it holds last."""
+        return [_latest_assignment(log)[1] for log in self.logs]
 
     def peak_rss_mib(self) -> float:
         return max((_vm_hwm_mib(p.pid) for p in self.processes if p.poll() is None),
@@ -191,9 +199,24 @@ class Progress:
         stored = {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
         return sum(min(stored.get(tp, 0), end) for tp, end in ends.items())
 
+    async def by_partition_number(self) -> dict[int, int]:
+        """The source messages committed so far, by partition number (over every topic)."""
+        assert self._conn is not None
+        rows = await self._conn.fetch(
+            "SELECT partition, sum(next_offset) AS n FROM consumer_positions"
+            " WHERE group_id = $1 GROUP BY partition", self.settings.consumer_group)
+        return {int(r["partition"]): int(r["n"]) for r in rows}
+
     async def records(self) -> int:
         assert self._conn is not None
         return int(await self._conn.fetchval("SELECT count(*) FROM ledger_records"))
+
+
+def _busiest_share(consumed: dict[int, int], numbers: list[frozenset[int]]) -> float:
+    total = sum(consumed.values())
+    if total == 0 or len(numbers) < 2:
+        return 1.0
+    return max(sum(consumed.get(n, 0) for n in mine) for mine in numbers) / total
 
 
 async def _until_done(progress: Progress, workers: Workers, ends: dict[tuple[str, int], int],
@@ -234,6 +257,8 @@ async def upload_run(scratch: Scratch, settings: Settings, name: str, path: Path
             # The rate counts the uploaded events; the timer's own commands are overhead.
             run = LaneRun(workers_count, published.sent, ended - started, publish=published)
             run.records = await progress.records()
+            run.busiest_share = _busiest_share(await progress.by_partition_number(),
+                                               workers.partition_numbers())
         run.peak_rss_mib = workers.peak_rss_mib()
     finally:
         workers.stop()
@@ -266,12 +291,16 @@ async def reconcile(scratch: Scratch, settings: Settings) -> str:
     return lines[-1]
 
 
-def _latest_assignment(log: Path) -> int:
+def _latest_assignment(log: Path) -> tuple[int, frozenset[int]]:
+    """How many source partitions a worker's log says it holds last, and their numbers."""
     try:
         found = _ASSIGNED.findall(log.read_bytes())
     except OSError:
-        return 0
-    return int(found[-1]) if found else 0
+        return 0, frozenset()
+    if not found:
+        return 0, frozenset()
+    count, numbers = found[-1]
+    return int(count), frozenset(int(n) for n in numbers.split(b",") if n.strip().isdigit())
 
 
 def _vm_hwm_mib(pid: int) -> float:

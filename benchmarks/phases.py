@@ -75,9 +75,10 @@ class Context:
         return self.scratch.settings
 
 
-def make_sample(mode: Mode, folder: Path) -> tuple[list[dict[str, Any]], Path]:
-    sample = generate(partners=mode.partners, sales=mode.sales)
-    path = folder / "sample.jsonl"
+def make_sample(mode: Mode, folder: Path, *, even: bool = False,
+                ) -> tuple[list[dict[str, Any]], Path]:
+    sample = generate(partners=mode.partners, sales=mode.sales, even=even)
+    path = folder / ("sample-even.jsonl" if even else "sample.jsonl")
     path.write_bytes(b"".join(msgspec.json.encode(m) + b"\n" for m in sample))
     return sample, path
 
@@ -148,21 +149,35 @@ async def engine_phase(ctx: Context) -> None:
 
 
 async def live_phase(ctx: Context) -> None:
+    """1 and 2 workers on the sample, then on its even variant (``generate(even=True)``).
+
+    The sample's largest partner makes about a third of its sales, and a partner is never
+    split between workers, so the worker holding it bounds what a second worker can add
+    (``live.split_bound``); the even sample, whose partitions carry the same traffic,
+    measures the scale-out itself (``live.even.two_over_one``)."""
+    _, even_path = make_sample(ctx.mode, ctx.scratch.folder, even=True)
     runs = []
-    for workers, key in ((1, "live.one_worker.events_per_s"), (2, "live.two_workers.events_per_s")):
-        name = f"live{workers}"
-        db = await ctx.scratch.database(name)
-        settings = await ctx.scratch.topics(db, name)
-        run = await lanes.upload_run(ctx.scratch, settings, name, ctx.sample_path, workers)
-        rate = run.per_second
-        ctx.put(key, rate, f"{run.events:,} events in {run.seconds:.1f} s, "
-                f"{run.records:,} records; {run.reconcile}")
-        print(f"   {workers} worker(s): {rate:,.0f} events/s; {run.reconcile}"
-              + "".join(f"\n   EXITED: {e}" for e in run.exits), flush=True)
-        runs.append(run)
-        if workers == 1:
-            await _bulk(ctx, settings, run.records)
-        await ctx.scratch.drop(settings)
+    for sample, path in (("", ctx.sample_path), ("even.", even_path)):
+        for workers, key in ((1, "one_worker"), (2, "two_workers")):
+            name = f"live{workers}{sample.rstrip('.')}"
+            db = await ctx.scratch.database(name)
+            settings = await ctx.scratch.topics(db, name)
+            run = await lanes.upload_run(ctx.scratch, settings, name, path, workers)
+            rate = run.per_second
+            ctx.put(f"live.{sample}{key}.events_per_s", rate,
+                    f"{run.events:,} events in {run.seconds:.1f} s, {run.records:,} records; "
+                    f"{run.reconcile}")
+            print(f"   {workers} worker(s){' (even sample)' if sample else ''}: {rate:,.0f} "
+                  f"events/s; {run.reconcile}"
+                  + "".join(f"\n   EXITED: {e}" for e in run.exits), flush=True)
+            runs.append(run)
+            if workers == 2:
+                ctx.put(f"live.{sample}split_bound", 1 / run.busiest_share,
+                        f"the busiest of the 2 workers consumed {run.busiest_share:.0%} of "
+                        "the messages")
+            if workers == 1 and not sample:
+                await _bulk(ctx, settings, run.records)
+            await ctx.scratch.drop(settings)
     exits = [e for r in runs for e in r.exits]
     ctx.put("live.worker_exits", len(exits), "; ".join(exits)[:200])
     ctx.put("live.worker_peak_rss_mib", max(r.peak_rss_mib for r in runs), "largest of the runs")
@@ -269,7 +284,8 @@ PHASES: dict[str, tuple[str, Phase]] = {
     "publish": ("incentives publish", publish_phase),
     "peers": ("peers: faust, ceiling, quixstreams", peers_phase),
     "engine": ("pure engine", engine_phase),
-    "live": ("live lane: 1 and 2 workers; replay and rebuild", live_phase),
+    "live": ("live lane: 1 and 2 workers, on the sample and on its even variant; replay and"
+             " rebuild", live_phase),
     "latency": ("latency at a fixed offered rate", latency_phase),
     "verify": ("verify", verify_phase),
     "growth": ("growth", growth_phase),

@@ -41,6 +41,8 @@ _PHASE_OF = {"peers": "peers", "publish": "publish", "engine": "engine", "live":
 # Figures computed from others: key -> (numerator, denominator).
 _RATIOS = {
     "live.two_over_one": ("live.two_workers.events_per_s", "live.one_worker.events_per_s"),
+    "live.even.two_over_one": ("live.even.two_workers.events_per_s",
+                               "live.even.one_worker.events_per_s"),
     "live.vs_faust_noop": ("live.two_workers.events_per_s", "peers.faust_noop.messages_per_s"),
     "live.vs_publish": ("live.two_workers.events_per_s", "publish.messages_per_s"),
     "replay.vs_ceiling": ("replay.inputs_per_s", "peers.ceiling.messages_per_s"),

@@ -57,11 +57,15 @@ def partner_ids(partners: int) -> list[str]:
 
 
 def generate(*, partners: int = 50, sales: int = 2_000, seed: int = 2026,
-             hierarchy_and_targets: bool = False) -> list[Message]:
-    """Messages in event-time order (ties broken by generation order)."""
+             hierarchy_and_targets: bool = False, even: bool = False) -> list[Message]:
+    """Messages in event-time order (ties broken by generation order).
+
+    Sales go mostly to a few large partners (a Pareto draw: the largest makes about a third
+    of them), as in a real channel; ``even=True`` sends them round the partners instead,
+    for a measurement that needs every partition to carry the same traffic."""
     rng = random.Random(seed)
     timed: list[tuple[dt.datetime, int, Message]] = []
-    messages = list(_messages(rng, partner_ids(partners), sales))
+    messages = list(_messages(rng, partner_ids(partners), sales, even))
     if hierarchy_and_targets:
         messages = _with_parents(messages) + list(_targets(messages, seed))
     for message in messages:
@@ -71,7 +75,7 @@ def generate(*, partners: int = 50, sales: int = 2_000, seed: int = 2026,
     return [message for _, _, message in timed]
 
 
-def _messages(rng: random.Random, ids: list[str], sales: int) -> Iterator[Message]:
+def _messages(rng: random.Random, ids: list[str], sales: int, even: bool) -> Iterator[Message]:
     for n, pid in enumerate(ids):
         # Registered from October 2025 on, so some partners have three months of tenure.
         joined = dt.date(2025, 10, 1) + dt.timedelta(days=rng.randrange(0, 120))
@@ -88,7 +92,10 @@ def _messages(rng: random.Random, ids: list[str], sales: int) -> Iterator[Messag
         }
     orders: list[tuple[str, Message]] = []
     for n in range(sales):
-        pid = ids[min(int(rng.paretovariate(1.3)) - 1, len(ids) - 1) if n % 3 else n % len(ids)]
+        if even or not n % 3:
+            pid = ids[n % len(ids)]
+        else:
+            pid = ids[min(int(rng.paretovariate(1.3)) - 1, len(ids) - 1)]
         at = START + dt.timedelta(minutes=rng.randrange(0, QUARTER_DAYS * 24 * 60))
         sale = _sale(rng, pid, n, at)
         orders.append((pid, sale))

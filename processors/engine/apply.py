@@ -104,7 +104,7 @@ def apply(
     if isinstance(event, (SaleRecorded, SaleReversed, SurveyCompleted, TrainingCompleted)):
         for cp in active:
             upgrade(book, cp, day)
-    return Result(drafts=book.drafts, state=new, short_of=frozenset(book.short_of))
+    return Result(drafts=book.drafts, state=new, short_of=book.short_of)
 
 
 def _dispatch(book: Book, event: Input, active: list[CompiledProgram]) -> Refusal | None:

@@ -54,8 +54,8 @@ class Book:
         # Shared between the books of one period close, so the budget spans all partners.
         self.spent: dict[tuple[str, int], int] = {} if spent is None else spent
         self.drafts: list[Draft] = []
-        # The program versions whose budget left cut an award of this call.
-        self.short_of: set[tuple[str, int]] = set()
+        # The program versions whose budget left cut an award of this call: how much it cut.
+        self.short_of: dict[tuple[str, int], int] = {}
         # Whether daily facts are kept (a program measures a tier window in days).
         self.day_facts = False
         # The partner's two accounts, named once per book (``core`` checks the id).
@@ -155,13 +155,16 @@ class Book:
             if budget_cost is not None:
                 if budget_cost > left:
                     inputs.update(budget_left=max(left, 0), cut_by_budget=amount)
-                    self.short_of.add(cp.key)
+                    self._cut(cp.key, budget_cost - max(left, 0))
                     return 0
             elif cr.asset == cp.currency and amount > left:
                 inputs.update(budget_left=max(left, 0), cut_by_budget=amount - max(left, 0))
-                self.short_of.add(cp.key)
+                self._cut(cp.key, amount - max(left, 0))
                 amount = max(left, 0)
         return amount
+
+    def _cut(self, key: tuple[str, int], amount: int) -> None:
+        self.short_of[key] = self.short_of.get(key, 0) + amount
 
     # ------------------------------------------------------------------ movements
 

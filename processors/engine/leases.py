@@ -68,6 +68,7 @@ class GrantRequest(msgspec.Struct, frozen=True, kw_only=True):
     topic: str
     partition: int
     round: int  # how many grants the same batch already needed before this message
+    want: int = 0  # what the batch's cut awards needed from here on (``Short.wanted``)
 
     @property
     def key(self) -> ProgramKey:
@@ -143,7 +144,8 @@ class Spend:
         if budget is None or unleased is None or unleased <= 0:
             return None
         grant = Grant(program_id=ask.program_id, version=ask.version, topic=ask.topic,
-                      partition=ask.partition, amount=grant_size(budget, unleased, ask.round))
+                      partition=ask.partition,
+                      amount=grant_size(budget, unleased, ask.round, ask.want))
         self.grant(grant)
         return grant
 
@@ -179,11 +181,12 @@ class _View(Mapping[ProgramKey, int]):
         return len(self._spend.budgets)
 
 
-def grant_size(budget: int, unleased: int, round_: int) -> int:
-    """The slice a short lease gets: a sixteenth of what is unleased, at least a
-    thousandth of the budget, doubled for every grant the same batch already needed, and
-    never more than is unleased."""
-    return min(unleased, max(unleased // 16, budget // 1000, 1) << min(round_, 20))
+def grant_size(budget: int, unleased: int, round_: int, want: int = 0) -> int:
+    """The slice a short lease gets: what the batch wants of it (so that one more run of
+    the batch cuts nothing), at least a sixteenth of what is unleased and a thousandth of
+    the budget (so that the next batches find some left); doubled for every grant the same
+    batch already needed before the same message, and never more than is unleased."""
+    return min(unleased, max(want, unleased // 16, budget // 1000, 1) << min(round_, 20))
 
 
 class Recorded:

@@ -50,10 +50,11 @@ class Result(msgspec.Struct, frozen=True, kw_only=True):
 
     A refused input has no drafts and the state it was given (unchanged). ``short_of``
     names the program versions (id, version) whose budget left, as given, cut an award of
-    this input: the writer, which gives a budget lease as the budget left, then knows that
-    the lease was too short (``processors.engine.leases``)."""
+    this input, with how much more the awards needed: the writer, which gives a budget
+    lease as the budget left, then knows that the lease was too short and by how much
+    (``processors.engine.leases``)."""
 
     drafts: list[Draft]
     state: PartnerState
     refusal: Refusal | None = None
-    short_of: frozenset[tuple[str, int]] = frozenset()
+    short_of: dict[tuple[str, int], int] = msgspec.field(default_factory=dict)

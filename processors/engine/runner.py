@@ -66,13 +66,24 @@ class Refused(msgspec.Struct, frozen=True, kw_only=True):
     refusal: Refusal
 
 
+class Short(msgspec.Struct, kw_only=True):
+    """A lane's lease of one program version was too short in a run: ``at`` is the index
+    among the inputs of the first message whose award it cut, ``unleased`` what the pool had
+    unleased then, and ``wanted`` how much the cut awards of that lane needed in all, from
+    there to the end of the inputs (what a grant before ``at`` must hold for one more run
+    to cut nothing)."""
+
+    at: int
+    unleased: int
+    wanted: int = 0
+
+
 class Outcome(msgspec.Struct, kw_only=True):
     records: list[Record] = msgspec.field(default_factory=list)
     refused: list[Refused] = msgspec.field(default_factory=list)
     touched: set[str] = msgspec.field(default_factory=set)
-    # (program version, lane) -> the index among the inputs of the first message whose
-    # award that lane's lease was too short for, and what was unleased then.
-    short: dict[tuple[ProgramKey, Lane], tuple[int, int]] = msgspec.field(default_factory=dict)
+    # The leases that were too short, by (program version, lane).
+    short: dict[tuple[ProgramKey, Lane], Short] = msgspec.field(default_factory=dict)
     # The grants the requests among the inputs got: (index of the request, grant).
     grants: list[tuple[int, Grant]] = msgspec.field(default_factory=list)
 
@@ -126,8 +137,12 @@ def _apply(
     if result.refusal is not None:
         outcome.refused.append(Refused(message=message, refusal=result.refusal))
     if lane is not None:
-        for key in result.short_of:
-            outcome.short.setdefault((key, lane), (index, books.spend.unleased(key) or 0))
+        for key, cut in result.short_of.items():
+            short = outcome.short.get((key, lane))
+            if short is None:
+                short = outcome.short[key, lane] = Short(
+                    at=index, unleased=books.spend.unleased(key) or 0)
+            short.wanted += cut
     _post(pid, [*timed.drafts, *result.drafts], result.state, books, programs, outcome, lane)
 
 

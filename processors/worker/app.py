@@ -257,9 +257,10 @@ class _Stage:
         )
         self.telemetry.partitions_assigned(len(mine))
         log.info(
-            "assigned %d source partitions; resuming from positions stored in PostgreSQL"
-            " (%d messages consumed so far)",
-            len(mine), sum(stored.values()),
+            "assigned %d source partitions (partition numbers %s); resuming from positions"
+            " stored in PostgreSQL (%d messages consumed so far)",
+            len(mine), ", ".join(map(str, sorted({tp.partition for tp in mine}))) or "none",
+            sum(stored.values()),
         )  # fmt: skip
         await _publish(self.resources, deadletters.OUTBOX, self.dead_topic, pairs)
         # Refusals a worker committed but did not publish before it died go out now.

@@ -113,7 +113,7 @@ async def write(
         [(a.topic, a.partition) for a in accepted] if accepted else [None] * len(messages))
     seqs = [a.arrival_seq for a in accepted] if accepted else list(range(len(messages)))
     pools_locked = not accepted or any(isinstance(m, ALL_PARTNER_COMMANDS) for m in messages)
-    asks: dict[tuple[int, ProgramKey, Lane], int] = {}  # (message index, key, lane) -> round
+    asks: dict[tuple[int, ProgramKey, Lane], GrantRequest] = {}  # by (message index, key, lane)
     while True:
         books = await _load(conn, messages, lanes, lock_pools=pools_locked)
         before = _spend_rows(books.spend)
@@ -140,15 +140,13 @@ async def write(
 def _with_asks(
     messages: Sequence[Message],
     lanes: Sequence[Lane | None],
-    asks: dict[tuple[int, ProgramKey, Lane], int],
+    asks: dict[tuple[int, ProgramKey, Lane], GrantRequest],
 ) -> tuple[list[Message | GrantRequest], list[Lane | None], list[int]]:
     """The runner's inputs: the messages, each ask just before the message it is for; the
     lane of each input; and for each input the index of its message."""
     before: dict[int, list[GrantRequest]] = {}
-    for (index, (program_id, version), (topic, partition)), round_ in sorted(asks.items()):
-        before.setdefault(index, []).append(GrantRequest(
-            program_id=program_id, version=version, topic=topic, partition=partition,
-            round=round_))  # fmt: skip
+    for (index, _, _), ask in sorted(asks.items()):
+        before.setdefault(index, []).append(ask)
     inputs: list[Message | GrantRequest] = []
     input_lanes: list[Lane | None] = []
     index_of: list[int] = []
@@ -164,15 +162,20 @@ def _with_asks(
 
 
 def _more_asks(
-    outcome: Outcome, index_of: list[int], asks: dict[tuple[int, ProgramKey, Lane], int]
-) -> dict[tuple[int, ProgramKey, Lane], int]:
+    outcome: Outcome,
+    index_of: list[int],
+    asks: dict[tuple[int, ProgramKey, Lane], GrantRequest],
+) -> dict[tuple[int, ProgramKey, Lane], GrantRequest]:
     """Asks for the leases the run found short while something was unleased: before the
-    first message each was short for, one round more if it was asked for there already."""
+    first message each was short for, for what the batch's cut awards wanted from there,
+    one round more if it was asked for there already."""
     more = {}
-    for (key, lane), (at, unleased) in outcome.short.items():
-        if unleased > 0:
-            ask = (index_of[at], key, lane)
-            more[ask] = asks[ask] + 1 if ask in asks else 0
+    for ((program_id, version), (topic, partition)), short in outcome.short.items():
+        if short.unleased > 0:
+            at = (index_of[short.at], (program_id, version), (topic, partition))
+            more[at] = GrantRequest(
+                program_id=program_id, version=version, topic=topic, partition=partition,
+                round=asks[at].round + 1 if at in asks else 0, want=short.wanted)
     return more
 
 
