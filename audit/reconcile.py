@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-OUTCOMES = ("applied", "duplicate", "dead_lettered", "parked")
+from processors.intake.types import Outcome
 
 
 @dataclass(slots=True)
@@ -105,16 +105,15 @@ async def count(
 
 
 def _add(tc: TopicCount, outcome: str, n: int) -> None:
-    if outcome == "applied":
-        tc.applied += n
-    elif outcome == "duplicate":
-        tc.duplicates += n
-    elif outcome == "dead_lettered":
-        tc.dead_lettered += n
-    elif outcome == "parked":
-        tc.parked += n
-    else:  # the table's CHECK allows nothing else
-        raise AssertionError(f"unknown outcome {outcome!r}")
+    match Outcome(outcome):  # the table's CHECK allows nothing else
+        case Outcome.APPLIED:
+            tc.applied += n
+        case Outcome.DUPLICATE:
+            tc.duplicates += n
+        case Outcome.DEAD_LETTERED:
+            tc.dead_lettered += n
+        case Outcome.PARKED:
+            tc.parked += n
 
 
 _HEADER = ("topic", "published", "applied", "duplicates", "dead-lettered", "parked", "pending")

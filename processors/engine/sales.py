@@ -24,6 +24,7 @@ from processors.engine.state import (
     Earning,
     LineState,
     OrderState,
+    ThresholdKey,
     day_facts,
     month,
     visible_order,
@@ -302,9 +303,9 @@ def _new_customer(book: Book, cp: CompiledProgram, cr: CompiledRule, rule: NewCu
         order.earnings.append(earning)
 
 
-def threshold_key(cp: CompiledProgram, rule: ThresholdBonusRule, period: str) -> str:
+def threshold_key(cp: CompiledProgram, rule: ThresholdBonusRule, period: str) -> ThresholdKey:
     scope = period if rule.once_per is OncePer.PERIOD else "*"
-    return f"{cp.program_id}|{rule.id}|{scope}"
+    return ThresholdKey(f"{cp.program_id}|{rule.id}|{scope}")
 
 
 def sale_contribution(rule: ThresholdBonusRule, event: SaleRecorded, counted_new: bool) -> int:

@@ -40,7 +40,7 @@ whichever is later. A reversal of a pruned order is refused as an unknown order.
 import datetime as dt
 import enum
 import uuid
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, NewType
 
 import msgspec
 
@@ -194,18 +194,27 @@ class Claim(msgspec.Struct, kw_only=True):
     submitted_by: str
 
 
+# The keys of the state's maps that name a rule or a target of a program: each made by one
+# function and read back by another, typed so that one map's key cannot be used for
+# another's, and stored as the text they are, so the state's JSON is the same.
+RuleKey = NewType("RuleKey", str)  # "program|rule|period" (counter_key): counters, gated
+ThresholdKey = NewType("ThresholdKey", str)  # "program|rule|period", or "|*" once ever
+TargetKey = NewType("TargetKey", str)  # "program|period|metric" (targets.target_key)
+EarnedKey = NewType("EarnedKey", str)  # "program|rule|descendant" (close.overrides)
+
+
 class PartnerState(msgspec.Struct, kw_only=True):
     partner_id: str
     profile: Profile | None = None
     months: dict[str, MonthAgg] = {}
     tiers: dict[str, TierState] = {}  # program id -> tier
     orders: dict[str, OrderState] = {}
-    counters: dict[str, int] = {}  # "program|rule|period" -> paid, net of clawbacks
+    counters: dict[RuleKey, int] = {}  # paid per rule and period, net of clawbacks
     holds: list[Hold] = []
     lots: list[Lot] = []
     available: dict[str, int] = {}  # ledger asset -> balance of partner:<id>:available
     pending: dict[str, int] = {}  # ledger asset -> balance of partner:<id>:pending
-    thresholds: dict[str, Earning] = {}  # "program|rule|period" (or "|program") -> bonus
+    thresholds: dict[ThresholdKey, Earning] = {}  # threshold bonuses paid
     customers: dict[str, str] = {}  # customer id -> month first sold to by this partner
     rewarded: dict[str, str] = {}  # "program|customer" -> month rewarded
     courses: dict[str, str] = {}  # "program|course" -> month paid
@@ -215,10 +224,10 @@ class PartnerState(msgspec.Struct, kw_only=True):
     closed: list[str] = []  # months already settled, as ``ClosedPeriod.text()``
     pruned_on: dt.date | None = None  # the latest day ``prune`` ran for
     days: dict[str, DayAgg] = {}  # "YYYY-MM-DD" -> facts, while a day window needs them
-    targets: dict[str, TargetState] = {}  # "program|period|metric" -> target
-    gated: dict[str, str] = {}  # "program|rule|period" -> month its gate took the period
-    # "program|rule|descendant" -> override earned on that partner's sales, net of returns
-    override_earned: dict[str, int] = {}
+    targets: dict[TargetKey, TargetState] = {}
+    gated: dict[RuleKey, str] = {}  # -> the month its gate took the rule's period
+    # Override earned on a descendant's sales, net of returns.
+    override_earned: dict[EarnedKey, int] = {}
 
 
 _ENCODER: Final = msgspec.json.Encoder(order="deterministic")
@@ -323,8 +332,16 @@ def day_facts(state: PartnerState, day: dt.date) -> DayAgg:
     return found
 
 
-def counter_key(program_id: str, rule_id: str, period: str) -> str:
-    return f"{program_id}|{rule_id}|{period}"
+def counter_key(program_id: str, rule_id: str, period: str) -> RuleKey:
+    return RuleKey(f"{program_id}|{rule_id}|{period}")
+
+
+def period_of_rule_key(key: RuleKey) -> str:
+    return key.rsplit("|", 1)[1]
+
+
+def period_of_target_key(key: TargetKey) -> str:
+    return key.split("|")[1]
 
 
 def visible_order(state: PartnerState, order_id: str) -> OrderState | None:
@@ -364,7 +381,7 @@ def prune(state: PartnerState, today: dt.date) -> None:
     state.months = {k: v for k, v in state.months.items() if k >= oldest_month}
     oldest_year = str(today.year - 1)
     state.counters = {
-        k: v for k, v in state.counters.items() if k.rsplit("|", 1)[1][:4] >= oldest_year
+        k: v for k, v in state.counters.items() if period_of_rule_key(k)[:4] >= oldest_year
     }
     state.closed = [c.text() for c in closed_periods(state) if c.month[:4] >= oldest_year]
     state.settled_claims = {
@@ -374,7 +391,9 @@ def prune(state: PartnerState, today: dt.date) -> None:
     # Targets are "program|period|metric"; gates "program|rule|period", kept as long as the
     # orders whose earnings they took (a reversal then takes nothing more).
     state.targets = {
-        k: v for k, v in state.targets.items() if k.split("|")[1][:4] >= oldest_year
+        k: v for k, v in state.targets.items() if period_of_target_key(k)[:4] >= oldest_year
     }
     oldest_gate = str(today.year - ORDER_RETENTION_DAYS // 365 - 1)
-    state.gated = {k: v for k, v in state.gated.items() if k.rsplit("|", 1)[1][:4] >= oldest_gate}
+    state.gated = {
+        k: v for k, v in state.gated.items() if period_of_rule_key(k)[:4] >= oldest_gate
+    }

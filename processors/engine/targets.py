@@ -25,14 +25,14 @@ from processors.engine.book import Book
 from processors.engine.compiled import CompiledProgram
 from processors.engine.periods import MONTHS_PER, add_months, month_key
 from processors.engine.results import Refusal, RefusalCode
-from processors.engine.state import PartnerState, TargetState, closed_periods
+from processors.engine.state import PartnerState, TargetKey, TargetState, closed_periods
 from schemas.commands import TargetsSet
 from schemas.programs import EarningRule, Metric, TargetAttainmentRule, rule_period
 from schemas.programs import Period as PeriodKind
 
 
-def target_key(program_id: str, period: str, metric: str) -> str:
-    return f"{program_id}|{period}|{metric}"
+def target_key(program_id: str, period: str, metric: str) -> TargetKey:
+    return TargetKey(f"{program_id}|{period}|{metric}")
 
 
 def period_of_key(key: str) -> tuple[PeriodKind, dt.date]:

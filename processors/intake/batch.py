@@ -43,7 +43,7 @@ import msgspec
 from ledger import program_store
 from processors.intake import consumer_positions as positions
 from processors.intake import store
-from processors.intake.judge import Pending, Walk, for_everyone
+from processors.intake.judge import Walk, for_everyone
 from processors.intake.orders import OrderBook, OrderKey
 from processors.intake.types import (
     Accepted,
@@ -160,7 +160,7 @@ class BatchProcessor:
             for e in events
             if isinstance(e, PartnerRegistered) and e.partner_id not in registered
         }
-        waiting = [Pending.from_row(r) for r in await store.parked_of(conn, registering)]
+        waiting = await store.parked_of(conn, registering)
         keys: set[OrderKey] = {
             (e.partner_id, e.order_id)
             for e in [*events, *(p.message for p in waiting)]
@@ -172,7 +172,7 @@ class BatchProcessor:
         for message, result in zip(messages, decoded, strict=True):
             walk.take(message, result)
         await self._write(conn, walk)
-        accepted = walk.accepted_with_seqs(await store.arrival_seqs(conn, len(walk.accepted)))
+        accepted = walk.numbered(await store.arrival_seqs(conn, len(walk.accepted)))
         await store.copy_rows(conn, "inbox", store.INBOX_COLUMNS, [_inbox_row(a) for a in accepted])
         report.refused = await self.apply_accepted(conn, accepted)
 

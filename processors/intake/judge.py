@@ -15,7 +15,6 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -26,61 +25,14 @@ from processors.intake.types import (
     DeadLetter,
     Known,
     Outcome,
-    ParkedRow,
+    ParkedEvent,
     Resolution,
     SourceMessage,
 )
 from schemas.codec import RejectCode, Rejection, encode, fingerprint
 from schemas.commands import ALL_PARTNER_COMMANDS
 from schemas.events import PartnerRegistered, SaleRecorded, SaleReversed
-from schemas.streams import Message, get_stream
-
-
-@dataclass(slots=True)
-class Pending:
-    """A parked event in memory: from an earlier batch (``stored``) or parked by this one."""
-
-    message: Message
-    stream: str
-    topic: str
-    partition: int
-    offset: int
-    fingerprint: bytes
-    raw: bytes
-    body: bytes
-    stored: bool
-    log_row: list[Any] | None = None  # this batch's ingest_log row, while not stored
-    outcome: Outcome | None = None
-    released_at: datetime | None = None
-
-    @classmethod
-    def from_row(cls, row: ParkedRow) -> Pending:
-        # The body was valid when parked; decoding it again cannot fail unless the schema
-        # changed incompatibly, which is a new type name by the contract, so it would raise.
-        message = get_stream(row.stream).decode(row.body)
-        return cls(
-            message, row.stream, row.topic, row.partition, row.offset, row.fingerprint,
-            row.raw, row.body, stored=True,
-        )  # fmt: skip
-
-    def row(self) -> tuple[Any, ...]:
-        return (
-            self.message.event_id, self.message.partner_id, self.stream, self.topic,
-            self.partition, self.offset, self.fingerprint, self.raw, self.body,
-            self.released_at, self.outcome,
-        )  # fmt: skip
-
-
-@dataclass(slots=True)
-class Candidate:
-    message: Message
-    stream: str
-    fingerprint: bytes
-    body: bytes
-    topic: str
-    partition: int
-    offset: int
-    released: bool
+from schemas.streams import Message
 
 
 class Walk:
@@ -91,7 +43,7 @@ class Walk:
         streams: Mapping[str, str],
         known: Mapping[uuid.UUID, Known],
         registered: set[str],
-        waiting: list[Pending],
+        waiting: list[ParkedEvent],
         orders: OrderBook,
         now: datetime,
         poisoned: Mapping[Coordinates, Rejection],
@@ -101,15 +53,15 @@ class Walk:
         # Fingerprints of every event id applied or parked, including by this batch.
         self.seen: dict[uuid.UUID, bytes] = {k: v.fingerprint for k, v in known.items()}
         self.registered = set(registered)
-        self.waiting: dict[str, list[Pending]] = defaultdict(list)
-        for pending in waiting:
-            self.waiting[pending.message.partner_id].append(pending)
+        self.waiting: dict[str, list[ParkedEvent]] = defaultdict(list)
+        for parked in waiting:
+            self.waiting[parked.message.partner_id].append(parked)
         self.orders = orders
         self.now = now
         self.log: list[list[Any]] = []
-        self.accepted: list[Candidate] = []
+        self.accepted: list[Accepted] = []
         self.dead: list[DeadLetter] = []
-        self.new_parked: list[Pending] = []
+        self.new_parked: list[ParkedEvent] = []
         self.resolutions: list[Resolution] = []
         self.new_partners: list[tuple[Any, ...]] = []
         self.duplicates = 0
@@ -142,28 +94,24 @@ class Walk:
         if rejection is not None:
             self._dead(m, stream, message, rejection)
             return
-        self._accept(Candidate(message, stream, fp, encode(message), m.topic, m.partition,
-                                m.offset, released=False))  # fmt: skip
+        self._accept(Accepted(message, stream, fp, encode(message), m.topic, m.partition,
+                              m.offset))  # fmt: skip
         self._log(m, stream, message.event_id, Outcome.APPLIED)
         if isinstance(message, PartnerRegistered) and message.partner_id not in self.registered:
             self.registered.add(message.partner_id)
             self.new_partners.append((message.partner_id, message.event_id, message.occurred_at))
             self._release(message.partner_id)
 
-    def accepted_with_seqs(self, seqs: list[int]) -> list[Accepted]:
+    def numbered(self, seqs: list[int]) -> list[Accepted]:
+        """The accepted events, each with its arrival number (drawn in acceptance order)."""
         assert len(seqs) == len(self.accepted), (len(seqs), len(self.accepted))
-        return [
-            Accepted(
-                message=c.message, stream=c.stream, arrival_seq=seq, fingerprint=c.fingerprint,
-                body=c.body, topic=c.topic, partition=c.partition, offset=c.offset,
-                released=c.released,
-            )  # fmt: skip
-            for c, seq in zip(self.accepted, seqs, strict=True)
-        ]
+        for accepted, seq in zip(self.accepted, seqs, strict=True):
+            accepted.arrival_seq = seq
+        return self.accepted
 
-    def _accept(self, candidate: Candidate) -> None:
-        self.accepted.append(candidate)
-        self.seen[candidate.message.event_id] = candidate.fingerprint
+    def _accept(self, accepted: Accepted) -> None:
+        self.accepted.append(accepted)
+        self.seen[accepted.message.event_id] = accepted.fingerprint
 
     def _stateful(self, message: Message) -> Rejection | None:
         if isinstance(message, SaleRecorded):
@@ -175,41 +123,41 @@ class Walk:
     def _park(self, m: SourceMessage, stream: str, message: Message, fp: bytes) -> None:
         raw = m.value
         assert raw is not None  # it decoded
-        pending = Pending(message, stream, m.topic, m.partition, m.offset, fp, raw,
+        parked = ParkedEvent(message, stream, m.topic, m.partition, m.offset, fp, raw,
                            encode(message), stored=False)  # fmt: skip
-        pending.log_row = self._log(m, stream, message.event_id, Outcome.PARKED)
-        self.waiting[message.partner_id].append(pending)
-        self.new_parked.append(pending)
+        parked.log_row = self._log(m, stream, message.event_id, Outcome.PARKED)
+        self.waiting[message.partner_id].append(parked)
+        self.new_parked.append(parked)
         self.seen[message.event_id] = fp
 
     def _release(self, partner_id: str) -> None:
         """Apply the partner's parked events, in parking order, right after its registration."""
-        for pending in self.waiting.pop(partner_id, []):
-            message = pending.message
-            poison = self.poisoned.get((pending.topic, pending.partition, pending.offset))
+        for parked in self.waiting.pop(partner_id, []):
+            message = parked.message
+            poison = self.poisoned.get((parked.topic, parked.partition, parked.offset))
             rejection = poison or self._stateful(message)
             if rejection is None:
                 outcome, code = Outcome.APPLIED, None
-                self._accept(Candidate(message, pending.stream, pending.fingerprint,
-                                        pending.body, pending.topic, pending.partition,
-                                        pending.offset, released=True))  # fmt: skip
+                self._accept(Accepted(message, parked.stream, parked.fingerprint, parked.body,
+                                      parked.topic, parked.partition, parked.offset,
+                                      released=True))  # fmt: skip
             else:
                 outcome, code = Outcome.DEAD_LETTERED, str(rejection.code)
                 # Not recorded, so a corrected copy sent later is judged afresh.
                 self.seen.pop(message.event_id, None)
                 self.dead.append(
-                    DeadLetter(pending.topic, pending.partition, pending.offset, pending.stream,
-                               message.event_id, message.partner_id, pending.raw, rejection)
+                    DeadLetter(parked.topic, parked.partition, parked.offset, parked.stream,
+                               message.event_id, message.partner_id, parked.raw, rejection)
                 )  # fmt: skip
-            if pending.stored:
+            if parked.stored:
                 self.resolutions.append(
-                    Resolution(pending.topic, pending.partition, pending.offset,
+                    Resolution(parked.topic, parked.partition, parked.offset,
                                      message.event_id, outcome, code)
                 )  # fmt: skip
             else:
-                assert pending.log_row is not None
-                pending.log_row[5:8] = [outcome, code, self.now]
-                pending.outcome, pending.released_at = outcome, self.now
+                assert parked.log_row is not None
+                parked.log_row[5:8] = [outcome, code, self.now]
+                parked.outcome, parked.released_at = outcome, self.now
 
     def _dead(
         self, m: SourceMessage, stream: str, message: Message | None, rejection: Rejection

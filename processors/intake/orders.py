@@ -1,4 +1,9 @@
-"""The checks of ingestion that need state: orders for reversals, and the Kafka key.
+"""The checks of ingestion that need state: sold lines for reversals, and the Kafka key.
+
+The intake's book of sold lines (``sold_lines``) holds what each line sold and what
+reversals left of it, so that a reversal the sale cannot cover is dead-lettered here, with
+its reason, before it reaches the inbox. It is not the engine's ``partner_orders``, which
+holds what each line earned under each program's rules (see migration 0017).
 
 Pure: the batch loads the order lines it may touch in one query (``processors.intake.store``),
 these functions judge and change them in memory in acceptance order, and the batch writes
@@ -25,7 +30,7 @@ LineKey = tuple[str, str, str]  # (partner_id, order_id, line_id)
 
 @dataclass(slots=True)
 class OrderLine:
-    """One sold line and what reversals left of it (a row of the ``orders`` table)."""
+    """One sold line and what reversals left of it (a row of the ``sold_lines`` table)."""
 
     currency: str
     sale_event_id: uuid.UUID

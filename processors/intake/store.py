@@ -13,7 +13,8 @@ from typing import Any
 import asyncpg
 
 from processors.intake.orders import LineKey, OrderKey, OrderLine
-from processors.intake.types import Known, ParkedRow, Resolution
+from processors.intake.types import Known, ParkedEvent, Resolution
+from schemas.streams import get_stream
 
 
 async def known_events(conn: asyncpg.Connection, event_ids: Sequence[uuid.UUID]) -> dict[
@@ -42,26 +43,26 @@ async def registered(conn: asyncpg.Connection, partner_ids: Iterable[str]) -> se
     return {r["partner_id"] for r in rows}
 
 
-async def parked_of(conn: asyncpg.Connection, partner_ids: Iterable[str]) -> list[ParkedRow]:
+async def parked_of(conn: asyncpg.Connection, partner_ids: Iterable[str]) -> list[ParkedEvent]:
     """The waiting events of these partners, in the order they were parked.
 
     All of them: they are released in the transaction that registers their partner, so this
-    is bounded by what was published for a partner before it registered.
+    is bounded by what was published for a partner before it registered. A body was valid
+    when parked; decoding it again cannot fail unless the schema changed incompatibly, which
+    by the contract is a new type name, so it would raise.
     """
     wanted = sorted(set(partner_ids))
     if not wanted:
         return []
     rows = await conn.fetch(
-        """SELECT event_id, partner_id, stream, topic, partition, kafka_offset, fingerprint,
-                  raw, body
+        """SELECT stream, topic, partition, kafka_offset, fingerprint, raw, body
            FROM parked_events WHERE partner_id = ANY($1::text[]) AND released_at IS NULL
            ORDER BY park_seq""",
         wanted,
     )
     return [
-        ParkedRow(
-            event_id=r["event_id"],
-            partner_id=r["partner_id"],
+        ParkedEvent(
+            message=get_stream(r["stream"]).decode(bytes(r["body"])),
             stream=r["stream"],
             topic=r["topic"],
             partition=r["partition"],
@@ -69,6 +70,7 @@ async def parked_of(conn: asyncpg.Connection, partner_ids: Iterable[str]) -> lis
             fingerprint=bytes(r["fingerprint"]),
             raw=bytes(r["raw"]),
             body=bytes(r["body"]),
+            stored=True,
         )
         for r in rows
     ]
@@ -81,7 +83,7 @@ async def order_lines(conn: asyncpg.Connection, keys: Iterable[OrderKey]) -> dic
     if not wanted:
         return {}
     rows = await conn.fetch(
-        """SELECT o.* FROM orders o
+        """SELECT o.* FROM sold_lines o
            JOIN unnest($1::text[], $2::text[]) AS k(partner_id, order_id)
              ON o.partner_id = k.partner_id AND o.order_id = k.order_id""",
         [p for p, _ in wanted],
@@ -211,7 +213,7 @@ async def upsert_order_lines(
     if not lines:
         return
     await conn.execute(
-        """INSERT INTO orders (partner_id, order_id, line_id, currency, sale_event_id,
+        """INSERT INTO sold_lines (partner_id, order_id, line_id, currency, sale_event_id,
                                quantity_sold, net_sold, quantity_remaining, net_remaining)
            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::uuid[],
                                 $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])

@@ -1,8 +1,12 @@
 """The types that cross the intake stage's boundaries: what comes in from Kafka
 (``SourceMessage``), what the batch hands the ledger stage (``Accepted``), what it
 dead-letters (``DeadLetter``), what it reports (``BatchReport``), the outcome of every
-message (``Outcome``, as stored in ``ingest_log.outcome``) and the rows of earlier batches
-the judgement needs (``Known``, ``ParkedRow``) or produces (``Resolution``).
+message (``Outcome``, as stored in ``ingest_log.outcome``), what the judgement needs of
+earlier batches (``Known``) and the parked events it releases or parks (``ParkedEvent``),
+and what becomes of a parked event (``Resolution``).
+
+A message is decoded once, into the type the engine consumes (``schemas.streams.Message``),
+and travels on with its position: as ``Accepted`` (applied) or ``ParkedEvent`` (waiting).
 
 Pure: no asyncpg, no faust. ``processors.intake.store`` reads and writes these.
 """
@@ -11,7 +15,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from schemas.codec import Rejection
 from schemas.streams import Message
@@ -40,27 +46,29 @@ class SourceMessage:
     value: bytes | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Accepted:
     """An event accepted into the inbox, handed to ``apply_accepted`` in acceptance order.
 
     ``message`` is the decoded event or command; ``body`` its canonical bytes
     (``schemas.codec.encode``, as stored in ``inbox.body``) and ``fingerprint`` their
-    SHA-256. ``arrival_seq`` is its ``inbox.arrival_seq``: per partner, the order in which
-    the engine must apply events, live and in a replay. ``topic``/``partition``/``offset``
-    locate the Kafka message it came in. ``released`` is true for an event that waited in
-    ``parked_events`` until its partner registered (it then follows the registration).
+    SHA-256. ``topic``/``partition``/``offset`` locate the Kafka message it came in.
+    ``released`` is true for an event that waited in ``parked_events`` until its partner
+    registered (it then follows the registration). ``arrival_seq`` is its
+    ``inbox.arrival_seq``, drawn once the batch knows how many it accepted
+    (``Walk.numbered``): per partner, the order in which the engine must apply events,
+    live and in a replay.
     """
 
     message: Message
     stream: str
-    arrival_seq: int
     fingerprint: bytes
     body: bytes
     topic: str
     partition: int
     offset: int
     released: bool = False
+    arrival_seq: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +114,15 @@ class Known:
     parked: bool
 
 
-@dataclass(frozen=True, slots=True)
-class ParkedRow:
-    """A parked event as stored, in park order."""
+@dataclass(slots=True)
+class ParkedEvent:
+    """An event waiting in ``parked_events`` for its partner's registration: parked by an
+    earlier batch (``stored``; ``processors.intake.store.parked_of`` decodes its body again,
+    valid when it was parked) or by this one, whose ``ingest_log`` row (``log_row``) and
+    ``parked_events`` row (``row()``) the batch writes at its end, with the outcome and time
+    of its release if the same batch released it."""
 
-    event_id: uuid.UUID
-    partner_id: str
+    message: Message
     stream: str
     topic: str
     partition: int
@@ -119,6 +130,18 @@ class ParkedRow:
     fingerprint: bytes
     raw: bytes
     body: bytes
+    stored: bool
+    log_row: list[Any] | None = None
+    outcome: Outcome | None = None
+    released_at: datetime | None = None
+
+    def row(self) -> tuple[Any, ...]:
+        """The ``parked_events`` row (``processors.intake.store.PARKED_COLUMNS``)."""
+        return (
+            self.message.event_id, self.message.partner_id, self.stream, self.topic,
+            self.partition, self.offset, self.fingerprint, self.raw, self.body,
+            self.released_at, self.outcome,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,8 +103,8 @@ async def test_every_bad_input_is_dead_lettered_with_its_own_code_and_all_is_acc
     parked = await fetch(settings, "SELECT event_id FROM parked_events WHERE released_at IS NULL")
     assert {r["event_id"] for r in parked} == ids(g for _, g in ghost)
     # What remains of the order after the one accepted partial return.
-    lines = await fetch(settings, "SELECT line_id, quantity_remaining, net_remaining FROM orders"
-                        " WHERE order_id = 'SO-1' ORDER BY line_id")  # fmt: skip
+    lines = await fetch(settings, "SELECT line_id, quantity_remaining, net_remaining"
+                        " FROM sold_lines WHERE order_id = 'SO-1' ORDER BY line_id")  # fmt: skip
     assert [tuple(r) for r in lines] == [("1", 1, 89900), ("2", 10, 12500)]
 
     done = run_cli(settings, "reconcile")
@@ -419,7 +419,7 @@ async def test_a_failed_batch_stops_the_worker_and_a_new_one_resumes_from_postgr
     try:
         processor = _processor(settings, lambda c, a: _nothing())
         await processor.process(conn, [SourceMessage(*bad, b"P-1", b"{")])
-        await conn.execute("ALTER TABLE orders RENAME TO orders_away")
+        await conn.execute("ALTER TABLE sold_lines RENAME TO sold_lines_away")
     finally:
         await conn.close()
 
@@ -437,7 +437,7 @@ async def test_a_failed_batch_stops_the_worker_and_a_new_one_resumes_from_postgr
 
     conn = await asyncpg.connect(admin(settings))
     try:
-        await conn.execute("ALTER TABLE orders_away RENAME TO orders")
+        await conn.execute("ALTER TABLE sold_lines_away RENAME TO sold_lines")
     finally:
         await conn.close()
     with Worker(settings, tmp_path / "worker2.log") as worker:

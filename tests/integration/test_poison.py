@@ -100,7 +100,8 @@ async def test_the_inputs_that_stopped_a_partition_are_rejected_and_all_else_app
                           " FROM dead_letters")  # fmt: skip
     assert {(r["topic"], r["partition"], r["kafka_offset"]): r["code"] for r in letters} == expected
     assert any("SQLSTATE 22023" in r["message"] for r in letters)
-    orders = await fetch(settings, "SELECT DISTINCT order_id FROM orders WHERE partner_id = 'P-1'")
+    orders = await fetch(settings,
+                         "SELECT DISTINCT order_id FROM sold_lines WHERE partner_id = 'P-1'")
     assert {r["order_id"] for r in orders} == {f"SO-{i}{s}" for i in range(7) for s in "ab"}
     refusals = await fetch(settings, "SELECT partner_id, code FROM command_refusals")
     assert [tuple(r) for r in refusals] == [("P-R0", "balance_limit")] * 2

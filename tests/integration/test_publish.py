@@ -138,7 +138,7 @@ async def test_csv_bad_rows_are_reported_by_line_and_derived_ids_make_republishi
         assert await wait_consumed(settings, worker) == 8
         assert await counts(settings) == {"inbox": 4, "applied": 4, "duplicate": 4}
 
-    lines = await fetch(settings, "SELECT order_id, line_id FROM orders ORDER BY 1, 2")
+    lines = await fetch(settings, "SELECT order_id, line_id FROM sold_lines ORDER BY 1, 2")
     assert [tuple(r) for r in lines] == [("SO-77812", "1"), ("SO-77812", "2"), ("SO-90002", "1")]
 
 

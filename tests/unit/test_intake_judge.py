@@ -12,9 +12,9 @@ from typing import Any
 
 import msgspec
 
-from processors.intake.judge import Pending, Walk
+from processors.intake.judge import Walk
 from processors.intake.orders import OrderBook
-from processors.intake.types import Known, Outcome, ParkedRow, SourceMessage
+from processors.intake.types import Known, Outcome, ParkedEvent, SourceMessage
 from schemas.codec import Limits, RejectCode, Rejection, decode, encode, fingerprint
 from schemas.streams import Message
 
@@ -75,7 +75,7 @@ def walk(
     *,
     known: dict[uuid.UUID, Known] | None = None,
     registered: set[str] | None = None,
-    waiting: list[Pending] | None = None,
+    waiting: list[ParkedEvent] | None = None,
     poisoned: dict[tuple[str, int, int], Rejection] | None = None,
 ) -> Walk:
     return Walk(STREAMS, known or {}, registered or set(), waiting or [], OrderBook({}), NOW,
@@ -159,10 +159,10 @@ def test_an_event_parked_by_an_earlier_batch_is_released_and_resolved() -> None:
     parked_raw = sale("P-4", 30, "SO-1")
     parked = decoded(b.message(parked_raw))
     assert not isinstance(parked, Rejection)
-    row = ParkedRow(parked.event_id, "P-4", "sales", "t.sales", 0, 99, fingerprint(parked),
-                    msgspec.json.encode(parked_raw), encode(parked))  # fmt: skip
+    stored = ParkedEvent(parked, "sales", "t.sales", 0, 99, fingerprint(parked),
+                         msgspec.json.encode(parked_raw), encode(parked), stored=True)  # fmt: skip
     w = walk(known={parked.event_id: Known(fingerprint(parked), parked=True)},
-             waiting=[Pending.from_row(row)])  # fmt: skip
+             waiting=[stored])  # fmt: skip
     take_all(w, [b.message(registration("P-4", 31))])
     assert [(c.offset, c.released) for c in w.accepted] == [(2, False), (99, True)]
     assert [(r.offset, r.outcome, r.code) for r in w.resolutions] == [

@@ -27,7 +27,7 @@ from processors.engine.close.context import Close
 from processors.engine.compiled import CompiledRule
 from processors.engine.metrics import metric_value, surveys
 from processors.engine.periods import month_key
-from processors.engine.state import Hold, PartnerState, counter_key
+from processors.engine.state import Hold, PartnerState, RuleKey, counter_key
 from processors.engine.targets import target_of
 from schemas.programs import EarningRule, Gate
 
@@ -113,7 +113,7 @@ def _period_holds(program_id: str, rule_id: str, period: str) -> Callable[[Hold]
     return lambda h: h.program_id == program_id and h.rule_id == rule_id and h.period == period
 
 
-def _mark(key: str, program_id: str, rule_id: str, period: str,
+def _mark(key: RuleKey, program_id: str, rule_id: str, period: str,
           month: str) -> Callable[[PartnerState, int], None]:
     def mark(state: PartnerState, amount: int) -> None:
         state.gated[key] = month

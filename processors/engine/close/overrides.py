@@ -29,12 +29,12 @@ from processors.engine.compiled import CompiledRule
 from processors.engine.hierarchy import Below, below
 from processors.engine.metrics import metric_value
 from processors.engine.money import apply_bp
-from processors.engine.state import Hold, PartnerState, counter_key
+from processors.engine.state import EarnedKey, Hold, PartnerState, RuleKey, counter_key
 from schemas.programs import Metric, OverrideRule
 
 
-def earned_key(program_id: str, rule_id: str, seller: str) -> str:
-    return f"{program_id}|{rule_id}|{seller}"
+def earned_key(program_id: str, rule_id: str, seller: str) -> EarnedKey:
+    return EarnedKey(f"{program_id}|{rule_id}|{seller}")
 
 
 def override(close: Close, cr: CompiledRule, rule: OverrideRule) -> list[Award]:
@@ -92,7 +92,7 @@ def _override_holds(program_id: str, rule_id: str, leg: str) -> Callable[[Hold],
     return lambda h: h.program_id == program_id and h.rule_id == rule_id and h.leg == leg
 
 
-def _settle(key: str, counter: str) -> Callable[[PartnerState, int], None]:
+def _settle(key: EarnedKey, counter: RuleKey) -> Callable[[PartnerState, int], None]:
     def settle(state: PartnerState, amount: int) -> None:
         state.override_earned[key] = state.override_earned.get(key, 0) + amount
         if amount < 0:  # accruals count themselves (Book.accrue)
