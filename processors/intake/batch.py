@@ -54,6 +54,7 @@ from processors.intake.types import (
     SourceMessage,
     TopicPartition,
 )
+from processors.outbox import deadletters
 from schemas.codec import Limits, Rejection, decode, ten_years_before
 from schemas.events import PartnerRegistered, SaleRecorded, SaleReversed
 from schemas.principals import publisher_of
@@ -219,9 +220,7 @@ class BatchProcessor:
         await store.copy_rows(
             conn, "parked_events", store.PARKED_COLUMNS, [p.row() for p in walk.new_parked]
         )
-        await store.copy_rows(
-            conn, "dead_letters", store.DEAD_LETTER_COLUMNS, [_dead_row(d) for d in walk.dead]
-        )
+        await deadletters.record(conn, walk.dead)
         await store.copy_rows(
             conn, "registered_partners", store.REGISTERED_COLUMNS, walk.new_partners
         )
@@ -236,10 +235,3 @@ def _inbox_row(a: Accepted) -> tuple[Any, ...]:
         a.arrival_seq, type(m).__name__, m.occurred_at, a.body, publisher_of(a.stream),
     )  # fmt: skip
 
-
-def _dead_row(d: DeadLetter) -> tuple[Any, ...]:
-    r = d.rejection
-    return (
-        d.topic, d.partition, d.offset, d.stream, d.event_id, d.partner_id, d.raw, str(r.code),
-        r.path, r.message,
-    )  # fmt: skip

@@ -144,10 +144,6 @@ INBOX_COLUMNS = (
 LOG_COLUMNS = (
     "topic", "partition", "kafka_offset", "stream", "event_id", "outcome", "code", "resolved_at",
 )  # fmt: skip
-DEAD_LETTER_COLUMNS = (
-    "topic", "partition", "kafka_offset", "stream", "event_id", "partner_id", "raw", "code",
-    "path", "message",
-)  # fmt: skip
 PARKED_COLUMNS = (
     "event_id", "partner_id", "stream", "topic", "partition", "kafka_offset", "fingerprint",
     "raw", "body", "released_at", "release_outcome",

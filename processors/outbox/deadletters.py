@@ -14,17 +14,35 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
 import msgspec
 
+from processors.intake.types import DeadLetter
 from processors.outbox.relay import Outbox
 
 DEADLETTERS = "deadletters"
 # A rejected message may be as large as Kafka allows (about 1 MB); in base64 inside an
 # envelope it would not fit on the dead-letter topic, so larger ones are cut.
 RAW_IN_ENVELOPE_MAX_BYTES = 512_000
+
+
+_RECORD_COLUMNS = [
+    "topic", "partition", "kafka_offset", "stream", "event_id", "partner_id", "raw", "code",
+    "path", "message",
+]  # fmt: skip
+
+
+async def record(conn: asyncpg.Connection, letters: Sequence[DeadLetter]) -> None:
+    """Write the batch's dead letters into the outbox, in the caller's transaction."""
+    if letters:
+        await conn.copy_records_to_table("dead_letters", columns=_RECORD_COLUMNS, records=[
+            (d.topic, d.partition, d.offset, d.stream, d.event_id, d.partner_id, d.raw,
+             str(d.rejection.code), d.rejection.path, d.rejection.message)
+            for d in letters
+        ])  # fmt: skip
 
 
 class Source(msgspec.Struct, frozen=True, kw_only=True):
