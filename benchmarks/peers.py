@@ -105,7 +105,9 @@ def run_quix(settings: Settings, expect: int, write: Report) -> int:
     from quixstreams import Application
     from quixstreams.kafka.configuration import ConnectionConfig
 
-    auth = settings.kafka_auth("worker")
+    # As the administrator: quixstreams reads each topic's configuration (DescribeConfigs)
+    # before it consumes, which no principal of the system is allowed (stack/acls.py).
+    auth = settings.kafka_auth("admin")
     broker = ConnectionConfig(
         bootstrap_servers=settings.bootstrap, security_protocol=auth["security_protocol"],
         sasl_mechanism=auth["sasl_mechanism"], sasl_username=auth["sasl_plain_username"],

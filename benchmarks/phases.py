@@ -254,7 +254,7 @@ async def growth_phase(ctx: Context) -> None:
     for size, db in ((mode.growth_small, None), (mode.growth_large, ctx.verify_db)):
         ledger = db or await _filled(ctx, f"growth{size}", size)
         settings = msgspec.structs.replace(
-            topics, pg_database=ledger.pg_database, pg_dsn=ledger.pg_dsn,
+            topics, pg_database=ledger.pg_database,
             consumer_group=f"{topics.consumer_group}-growth{size}")
         await lanes.publish_program(settings)
         run = await lanes.drain_run(ctx.scratch, settings, f"growth{size}")
