@@ -53,12 +53,12 @@ import asyncpg
 from ledger.store.errors import ChainConflict
 from processors.intake import store
 from processors.intake.batch import BatchProcessor, BatchReport, SourceMessage
+from processors.intake.types import Coordinates
 from schemas.codec import RejectCode, Rejection
 from schemas.screening import escape_controls
 
 log = logging.getLogger(__name__)
 
-Coordinates = tuple[str, int, int]  # topic, partition, offset
 Connect = Callable[[], contextlib.AbstractAsyncContextManager[asyncpg.Connection]]
 
 # The longest text of an exception kept in a dead letter.
